@@ -1,0 +1,383 @@
+"""Sync definitions: one YAML file -> validated models.
+
+A file declares the warehouse, the Kizen connection and any number of syncs. Loading checks
+the file against these models and reports *every* problem at once, each with the dotted key
+that is wrong (``syncs[1].fields[3].field: ...``). :func:`validate_against_schema` then checks
+the mappings against Kizen's live schema (fields exist, types fit, option labels exist).
+
+Secrets never live in the file: ``kizen.api_key_env`` names the environment variable that
+holds the API key. ``${VAR}`` and ``${VAR:-default}`` in string values are expanded from the
+environment, so warehouse URLs can carry credentials without committing them.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from kizen_sync.errors import ConfigError, ConfigProblem
+from kizen_sync.schema import OPTION_TYPES, FieldSchema, ObjectSchema
+
+__all__ = [
+    "DeleteConfig",
+    "FieldMapping",
+    "IdentityConfig",
+    "KizenConfig",
+    "PartitionConfig",
+    "ProjectConfig",
+    "SourceConfig",
+    "SyncConfig",
+    "WarehouseConfig",
+    "load_config",
+    "validate_against_schema",
+]
+
+#: Identifiers (table, column, schema, prefix) accepted from users before reflection checks them.
+IDENTIFIER_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_$]{0,62}$")
+NAME_RE = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
+UUID_RE = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
+_ENV_RE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+
+def _identifier(value: str, what: str) -> str:
+    if not IDENTIFIER_RE.match(value):
+        raise ValueError(f"{what} {value!r} is not a plain SQL identifier (letters, digits, _)")
+    return value
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class WarehouseConfig(_Model):
+    """Where the source rows live, and where kizen-sync keeps its state and audit tables."""
+
+    url: str = Field(description="Any SQLAlchemy URL, e.g. sqlite:///warehouse.db or postgresql+psycopg://...")
+    state_schema: str | None = Field(
+        default=None, description="Schema for state/audit tables (PostgreSQL); default: the URL's."
+    )
+    table_prefix: str = Field(default="kizen_sync_", description="Prefix of state/audit tables.")
+
+    @field_validator("state_schema")
+    @classmethod
+    def _schema_ok(cls, v: str | None) -> str | None:
+        return None if v is None else _identifier(v, "schema")
+
+    @field_validator("table_prefix")
+    @classmethod
+    def _prefix_ok(cls, v: str) -> str:
+        if v and not re.match(r"^[A-Za-z_][A-Za-z0-9_]{0,30}$", v):
+            raise ValueError(f"table prefix {v!r} must be letters, digits and _")
+        return v
+
+
+class KizenConfig(_Model):
+    """How to reach Kizen. The API key itself comes from the environment only."""
+
+    base_url: str = Field(default="https://app.go.kizen.com")
+    business_id: str | None = Field(default=None, description="X-BUSINESS-ID; default $KIZEN_BUSINESS_ID")
+    user_id: str | None = Field(default=None, description="X-USER-ID; default $KIZEN_USER_ID")
+    api_key_env: str = Field(default="KIZEN_API_KEY", description="Env var holding the API key.")
+    requests_per_second: float | None = Field(default=None, gt=0, description="Known rate limit.")
+    max_in_flight: int = Field(default=16, ge=1, le=256)
+    adaptive: bool = Field(default=False, description="Back off on 429 and climb back.")
+    timeout_s: float = Field(default=30.0, gt=0)
+    verify_tls: bool = Field(default=True, description="Turning this off needs an explicit false.")
+    audit_hash_key_env: str = Field(
+        default="KIZEN_SYNC_AUDIT_KEY", description="Env var with the HMAC key for sensitive fields."
+    )
+
+    def resolved_business_id(self) -> str | None:
+        """Business id from the file, else from the environment."""
+        return self.business_id or os.environ.get("KIZEN_BUSINESS_ID")
+
+    def resolved_user_id(self) -> str | None:
+        """User id from the file, else from the environment."""
+        return self.user_id or os.environ.get("KIZEN_USER_ID")
+
+
+class SourceConfig(_Model):
+    """A table or a SQL query, and the columns that identify and slice its rows."""
+
+    table: str | None = None
+    query: str | None = None
+    primary_key: list[str] = Field(min_length=1)
+    cursor_column: str | None = Field(default=None, description="Timestamp/date column for time partitions.")
+    soft_delete_column: str | None = Field(default=None, description="Truthy means: archive this record.")
+
+    @model_validator(mode="after")
+    def _one_source(self) -> SourceConfig:
+        if (self.table is None) == (self.query is None):
+            raise ValueError("give exactly one of 'table' or 'query'")
+        if self.table is not None:
+            for part in self.table.split("."):
+                _identifier(part, "table")
+        for col in [*self.primary_key, self.cursor_column, self.soft_delete_column]:
+            if col is not None:
+                _identifier(col, "column")
+        if len(set(self.primary_key)) != len(self.primary_key):
+            raise ValueError("primary_key lists a column twice")
+        return self
+
+
+class IdentityConfig(_Model):
+    """How a source row finds its Kizen record.
+
+    Either ``record_id_column`` holds the Kizen record UUID, or ``match_on`` (``name``, or
+    ``email`` for contacts) is resolved once by lookup/upsert and remembered in sync_state.
+    """
+
+    record_id_column: str | None = None
+    match_on: Literal["name", "email"] | None = None
+
+    @model_validator(mode="after")
+    def _one_way(self) -> IdentityConfig:
+        if self.record_id_column is None and self.match_on is None:
+            raise ValueError("give 'record_id_column' or 'match_on'")
+        if self.record_id_column is not None:
+            _identifier(self.record_id_column, "column")
+        return self
+
+
+class DeleteConfig(_Model):
+    """What happens to Kizen records whose source rows are gone."""
+
+    archive: bool = Field(default=True, description="DELETE (archive) records whose rows were deleted.")
+    max_archive_fraction: float = Field(
+        default=0.05, ge=0, le=1, description="Stop before any write if a run would archive more."
+    )
+
+
+class PartitionConfig(_Model):
+    """How Dagster slices this sync for backfills."""
+
+    granularity: Literal["hourly", "daily", "weekly", "monthly"] = "daily"
+    start: str | None = Field(default=None, description="First partition (ISO date); default 2024-01-01.")
+    timezone: str = "UTC"
+    buckets: int = Field(default=8, ge=1, le=1024, description="Hash buckets when there is no cursor.")
+
+
+class FieldMapping(_Model):
+    """One source column -> one Kizen field (by API name or field UUID)."""
+
+    column: str
+    field: str = Field(description="Kizen field API name or field UUID.")
+    format: Literal["auto", "list", "delimited", "json"] = Field(
+        default="auto", description="Multi-valued fields: how the column holds several values."
+    )
+    delimiter: str = ","
+    multi_mode: Literal["managed", "mirror"] = Field(
+        default="managed",
+        description="managed: diff against what we last synced (keeps values people added in Kizen); "
+        "mirror: make Kizen hold exactly the source values.",
+    )
+    null: Literal["clear", "leave"] = Field(default="clear", description="What a NULL means.")
+    match: Literal["label", "id"] = Field(default="label", description="Options given by label or id.")
+    timezone: str = Field(default="UTC", description="Zone of naive datetimes in this column.")
+    sensitive: bool = Field(default=False, description="Audit stores only a keyed hash of values.")
+
+    @field_validator("column")
+    @classmethod
+    def _column_ok(cls, v: str) -> str:
+        return _identifier(v, "column")
+
+
+class SyncConfig(_Model):
+    """One warehouse source -> one Kizen object."""
+
+    name: str = Field(description="Lowercase identifier; also the Dagster asset name.")
+    object: str = Field(description="Kizen object API name (contacts: client_client) or UUID.")
+    description: str | None = None
+    group: str = "kizen"
+    owners: list[str] = Field(default_factory=list)
+    schedule: str = Field(default="0 * * * *", description="Cron for the scheduled incremental sync.")
+    source: SourceConfig
+    identity: IdentityConfig
+    mode: Literal["update", "upsert"] = "update"
+    delete: DeleteConfig = Field(default_factory=DeleteConfig)
+    fields: list[FieldMapping] = Field(min_length=1)
+    partitions: PartitionConfig = Field(default_factory=PartitionConfig)
+    max_reject_rate: float = Field(
+        default=0.5, ge=0, le=1, description="Stop before any write if more planned records fail mapping."
+    )
+    failure_threshold: float = Field(
+        default=0.0, ge=0, le=1, description="The run fails when the failed fraction exceeds this."
+    )
+
+    @field_validator("name")
+    @classmethod
+    def _name_ok(cls, v: str) -> str:
+        if not NAME_RE.match(v):
+            raise ValueError(f"sync name {v!r} must be lowercase letters, digits and _")
+        return v
+
+    @model_validator(mode="after")
+    def _consistent(self) -> SyncConfig:
+        fields = [m.field for m in self.fields]
+        dupes = {f for f in fields if fields.count(f) > 1}
+        if dupes:
+            raise ValueError(f"fields mapped twice: {sorted(dupes)}")
+        if self.mode == "upsert" and self.identity.match_on is None:
+            raise ValueError("mode 'upsert' needs identity.match_on (name or email) to create records")
+        if self.identity.match_on is not None and self.identity.match_on not in fields:
+            raise ValueError(
+                f"identity.match_on {self.identity.match_on!r} must also be mapped in 'fields'"
+            )
+        return self
+
+    @property
+    def mapped_columns(self) -> list[str]:
+        """Source columns that feed Kizen fields (the fingerprint covers exactly these)."""
+        return [m.column for m in self.fields]
+
+    @property
+    def identifier_mapping(self) -> FieldMapping | None:
+        """The mapping of the match key, when records are matched by name/email."""
+        match = self.identity.match_on
+        return next((m for m in self.fields if m.field == match), None) if match else None
+
+
+class ProjectConfig(_Model):
+    """The whole sync file."""
+
+    warehouse: WarehouseConfig
+    kizen: KizenConfig = Field(default_factory=KizenConfig)
+    syncs: list[SyncConfig] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _unique_names(self) -> ProjectConfig:
+        names = [s.name for s in self.syncs]
+        dupes = {n for n in names if names.count(n) > 1}
+        if dupes:
+            raise ValueError(f"sync names used twice: {sorted(dupes)}")
+        return self
+
+    def sync(self, name: str) -> SyncConfig:
+        """The sync called ``name``; ConfigError listing the known names otherwise."""
+        for s in self.syncs:
+            if s.name == name:
+                return s
+        known = ", ".join(s.name for s in self.syncs)
+        raise ConfigError([ConfigProblem("syncs", f"no sync named {name!r} (known: {known})")])
+
+
+def _expand_env(value: Any, path: str, problems: list[ConfigProblem]) -> Any:
+    if isinstance(value, str):
+
+        def sub(m: re.Match[str]) -> str:
+            var, default = m.group(1), m.group(2)
+            if var in os.environ:
+                return os.environ[var]
+            if default is not None:
+                return default
+            problems.append(ConfigProblem(path, f"environment variable ${{{var}}} is not set"))
+            return ""
+
+        return _ENV_RE.sub(sub, value)
+    if isinstance(value, Mapping):
+        return {k: _expand_env(v, f"{path}.{k}" if path else str(k), problems) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_expand_env(v, f"{path}[{i}]", problems) for i, v in enumerate(value)]
+    return value
+
+
+def _loc(loc: Iterable[Any]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif str(part).startswith(("function-", "literal[")):
+            continue
+        else:
+            out += f".{part}" if out else str(part)
+    return out or "(file)"
+
+
+def parse_config(data: Any, *, source: str | None = None) -> ProjectConfig:
+    """Validate already-parsed YAML data; raise ConfigError with every problem."""
+    if not isinstance(data, Mapping):
+        raise ConfigError([ConfigProblem("(file)", "expected a mapping at the top level")], source=source)
+    problems: list[ConfigProblem] = []
+    expanded = _expand_env(data, "", problems)
+    try:
+        config = ProjectConfig.model_validate(expanded)
+    except ValidationError as exc:
+        for err in exc.errors():
+            msg = err["msg"].removeprefix("Value error, ")
+            problems.append(ConfigProblem(_loc(err["loc"]), msg))
+        raise ConfigError(problems, source=source) from None
+    if problems:
+        raise ConfigError(problems, source=source)
+    return config
+
+
+def load_config(path: str | Path) -> ProjectConfig:
+    """Read and validate a sync file. Raises ConfigError naming every offending key."""
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError([ConfigProblem("(file)", f"cannot read {p}: {exc.strerror}")]) from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "(file)"
+        raise ConfigError([ConfigProblem(where, f"not valid YAML: {exc}")], source=str(p)) from None
+    return parse_config(data, source=str(p))
+
+
+#: Field types each mapping can feed; everything else is read-only or not syncable.
+_READ_ONLY_NAMES = frozenset({"created", "updated"})
+
+
+def validate_against_schema(sync: SyncConfig, schema: ObjectSchema, index: int = 0) -> list[ConfigProblem]:
+    """Check one sync's mappings against Kizen's schema; return every problem found.
+
+    Checks that each field exists (by API name or UUID), is writable, that option labels
+    used as defaults exist, and that the match key is the object's identifier field.
+    """
+    problems: list[ConfigProblem] = []
+    base = f"syncs[{index}]"
+    for i, mapping in enumerate(sync.fields):
+        key = f"{base}.fields[{i}].field"
+        field = schema.field(mapping.field)
+        if field is None:
+            known = ", ".join(sorted(f.name for f in schema.fields))
+            problems.append(
+                ConfigProblem(key, f"object {schema.name!r} has no field {mapping.field!r} (fields: {known})")
+            )
+            continue
+        problems.extend(_check_field(field, mapping, f"{base}.fields[{i}]"))
+    match = sync.identity.match_on
+    if match is not None and match != schema.identifier_field:
+        problems.append(
+            ConfigProblem(
+                f"{base}.identity.match_on",
+                f"records of {schema.name!r} are identified by {schema.identifier_field!r}, not {match!r}",
+            )
+        )
+    return problems
+
+
+def _check_field(field: FieldSchema, mapping: FieldMapping, key: str) -> list[ConfigProblem]:
+    problems: list[ConfigProblem] = []
+    if field.is_read_only or field.name in _READ_ONLY_NAMES:
+        problems.append(ConfigProblem(f"{key}.field", f"field {field.name!r} is read-only in Kizen"))
+    if mapping.multi_mode == "mirror" and not field.is_multi_valued:
+        problems.append(
+            ConfigProblem(f"{key}.multi_mode", f"field {field.name!r} ({field.field_type}) is single-valued")
+        )
+    if mapping.format in {"list", "delimited", "json"} and not field.is_multi_valued:
+        problems.append(
+            ConfigProblem(f"{key}.format", f"field {field.name!r} ({field.field_type}) holds one value")
+        )
+    if mapping.match == "id" and field.field_type in OPTION_TYPES and not field.options:
+        problems.append(ConfigProblem(f"{key}.match", f"field {field.name!r} has no options"))
+    return problems

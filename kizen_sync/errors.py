@@ -1,0 +1,292 @@
+"""One error tree for kizen-sync.
+
+Every error the library raises derives from :class:`KizenSyncError` and belongs to exactly
+one of three families, which tell the caller what to do next::
+
+    KizenSyncError                      root; ``context`` holds structured attributes
+    ├── FatalError                      stop the run (nothing more can succeed)
+    │   ├── ConfigError                 sync file invalid; ``problems`` lists every (key, message)
+    │   ├── SourceError                 warehouse query failed, unknown table/column, bad keys
+    │   ├── StateStoreError             state/audit tables unusable
+    │   ├── GuardError                  a pre-flight guard stopped the run before any write
+    │   └── AuthenticationError         401/403 from Kizen (``PermissionDeniedError`` for 403)
+    ├── RetryableError                  transient: retried in-run, then left for the next run
+    │   ├── RateLimitedError            429; ``retry_after`` seconds when Kizen said so
+    │   ├── ServerError                 5xx
+    │   └── TransportError              timeout, refused or dropped connection
+    └── SkippableError                  this record fails, the others go on
+        ├── MappingError                a value could not be coerced before any request
+        ├── KizenValidationError        400 with Kizen's per-field messages
+        ├── NotFoundError               404 (record deleted/archived in Kizen, or invisible)
+        └── ConflictError               409 (concurrent write/archive, identifier conflict)
+
+API errors also derive from :class:`KizenAPIError`, which carries ``status``, ``method``,
+``path`` (never the query string nor any header), ``request_id`` and Kizen's ``body``.
+No error ever carries the API key: messages are built from safe attributes only.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+__all__ = [
+    "AuthenticationError",
+    "ConfigError",
+    "ConfigProblem",
+    "ConflictError",
+    "FatalError",
+    "FieldError",
+    "GuardError",
+    "KizenAPIError",
+    "KizenSyncError",
+    "KizenValidationError",
+    "MappingError",
+    "NotFoundError",
+    "PermissionDeniedError",
+    "RateLimitedError",
+    "RetryableError",
+    "ServerError",
+    "SkippableError",
+    "SourceError",
+    "StateStoreError",
+    "TransportError",
+]
+
+
+class KizenSyncError(Exception):
+    """Root of every kizen-sync error.
+
+    Args:
+        message: human-readable text; must never contain secrets.
+        **context: structured attributes (sync name, source key, field, ...), also exposed as
+            attributes of the exception so callers and audit writers need not parse messages.
+    """
+
+    retryable: ClassVar[bool] = False
+    fatal: ClassVar[bool] = False
+
+    def __init__(self, message: str, **context: Any) -> None:
+        super().__init__(message)
+        self.message = message
+        self.context: dict[str, Any] = dict(context)
+        for key, value in context.items():
+            if not hasattr(type(self), key):
+                setattr(self, key, value)
+
+    @property
+    def error_class(self) -> str:
+        """Short class name stored in the audit table."""
+        return type(self).__name__
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Keep errors picklable across Dagster's process boundaries.
+        return (_rebuild_error, (type(self), self.message, self.context))
+
+
+def _rebuild_error(cls: type[KizenSyncError], message: str, context: dict[str, Any]) -> Any:
+    error = cls.__new__(cls)
+    KizenSyncError.__init__(error, message, **context)
+    return error
+
+
+class FatalError(KizenSyncError):
+    """The run cannot go on; records already confirmed stay confirmed."""
+
+    fatal = True
+
+
+class RetryableError(KizenSyncError):
+    """A transient failure: retry with backoff, then leave it for the next run."""
+
+    retryable = True
+
+
+class SkippableError(KizenSyncError):
+    """One record failed; the run goes on with the others."""
+
+
+# --- configuration and warehouse -------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ConfigProblem:
+    """One problem in a sync file: the dotted key that is wrong and why."""
+
+    key: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.key}: {self.message}"
+
+
+class ConfigError(FatalError):
+    """The sync file is invalid. All problems are collected and reported at once."""
+
+    def __init__(self, problems: Sequence[ConfigProblem], *, source: str | None = None) -> None:
+        self.problems = list(problems)
+        where = f" in {source}" if source else ""
+        lines = "\n".join(f"  - {p}" for p in self.problems)
+        super().__init__(
+            f"{len(self.problems)} problem(s){where}:\n{lines}", source=source
+        )
+
+
+class SourceError(FatalError):
+    """Reading the warehouse failed, or the source breaks an invariant (keys, columns)."""
+
+
+class StateStoreError(FatalError):
+    """The state or audit tables cannot be created, upgraded or written."""
+
+
+class GuardError(FatalError):
+    """A pre-flight guard (mass archive, reject rate) stopped the run before any request."""
+
+
+# --- Kizen API ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class FieldError:
+    """Kizen's messages for one entry of a request's ``fields`` list.
+
+    ``index`` is the entry's position in the request; ``field`` is the API name or field id
+    that entry addressed, tied back by the client from the request it sent.
+    """
+
+    index: int
+    field: str | None
+    messages: dict[str, list[str]] = field(default_factory=dict)
+
+    def text(self) -> str:
+        """All messages for this entry as one line."""
+        parts = [f"{k}: {'; '.join(v)}" for k, v in self.messages.items()]
+        return ", ".join(parts)
+
+
+class KizenAPIError(KizenSyncError):
+    """An error answered by (or on the way to) the Kizen API.
+
+    Attributes:
+        status: HTTP status, or ``None`` when no response arrived.
+        method: HTTP method.
+        path: URL path only (no query string, no headers).
+        request_id: Kizen's ``X-Request-ID`` when present.
+        body: parsed JSON body (or text) of the error response.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int | None = None,
+        method: str | None = None,
+        path: str | None = None,
+        request_id: str | None = None,
+        body: Any = None,
+        **context: Any,
+    ) -> None:
+        self.status = status
+        self.method = method
+        self.path = path
+        self.request_id = request_id
+        self.body = body
+        where = f" ({method} {path})" if method and path else ""
+        code = f"{status} " if status else ""
+        super().__init__(f"{code}{message}{where}", **context)
+
+
+class AuthenticationError(KizenAPIError, FatalError):
+    """401: the API key, user id or business id was rejected."""
+
+
+class PermissionDeniedError(AuthenticationError):
+    """403: the key's user may not do this on this object."""
+
+
+class RateLimitedError(KizenAPIError, RetryableError):
+    """429: too many requests; ``retry_after`` is the delay Kizen asked for, in seconds."""
+
+    def __init__(self, message: str, *, retry_after: float | None = None, **kwargs: Any) -> None:
+        self.retry_after = retry_after
+        super().__init__(message, **kwargs)
+
+
+class ServerError(KizenAPIError, RetryableError):
+    """5xx from Kizen (``retry_after`` set when a 503 carried ``Retry-After``)."""
+
+    def __init__(self, message: str, *, retry_after: float | None = None, **kwargs: Any) -> None:
+        self.retry_after = retry_after
+        super().__init__(message, **kwargs)
+
+
+class TransportError(KizenAPIError, RetryableError):
+    """No usable response: timeout, refused connection, connection dropped mid-response."""
+
+
+class KizenValidationError(KizenAPIError, SkippableError):
+    """400: Kizen rejected the record; ``field_errors`` ties its messages to request entries."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        field_errors: Sequence[FieldError] = (),
+        non_field_errors: Sequence[str] = (),
+        **kwargs: Any,
+    ) -> None:
+        self.field_errors = list(field_errors)
+        self.non_field_errors = list(non_field_errors)
+        super().__init__(message, **kwargs)
+
+    def messages_by_field(self) -> dict[str, list[str]]:
+        """``{field: [message, ...]}`` for the audit table (non-field errors under ``*``)."""
+        out: dict[str, list[str]] = {}
+        for fe in self.field_errors:
+            out.setdefault(fe.field or f"#{fe.index}", []).extend(
+                m for msgs in fe.messages.values() for m in msgs
+            )
+        if self.non_field_errors:
+            out.setdefault("*", []).extend(self.non_field_errors)
+        return out
+
+
+class NotFoundError(KizenAPIError, SkippableError):
+    """404: the record (or object) does not exist, is archived, or is not visible."""
+
+
+class ConflictError(KizenAPIError, SkippableError):
+    """409: a concurrent write/archive, or an identifier held by another record."""
+
+
+# --- mapping ----------------------------------------------------------------------------------
+
+
+class MappingError(SkippableError):
+    """A source value could not be coerced to its Kizen field; no request was sent.
+
+    Attributes:
+        column: the source column.
+        field: the Kizen field (API name).
+        problem: what is wrong, in words a data engineer can act on.
+    """
+
+    def __init__(self, *, column: str, field: str, problem: str, **context: Any) -> None:
+        self.column = column
+        self.field = field
+        self.problem = problem
+        super().__init__(
+            f"column {column!r} -> field {field!r}: {problem}",
+            **context,
+        )
+
+
+def describe(error: BaseException, context: Mapping[str, Any] | None = None) -> str:
+    """One-line description of any error, safe for logs and the audit table."""
+    text = str(error) or type(error).__name__
+    if context:
+        extra = ", ".join(f"{k}={v}" for k, v in context.items())
+        text = f"{text} [{extra}]"
+    return text
