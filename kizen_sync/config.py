@@ -15,8 +15,10 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Iterable, Mapping
+from datetime import date
 from pathlib import Path
 from typing import Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -35,14 +37,27 @@ __all__ = [
     "SyncConfig",
     "WarehouseConfig",
     "load_config",
+    "parse_config",
     "validate_against_schema",
 ]
 
 #: Identifiers (table, column, schema, prefix) accepted from users before reflection checks them.
 IDENTIFIER_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_$]{0,62}$")
 NAME_RE = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
-UUID_RE = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
+UUID_RE = re.compile(
+    r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
+)
 _ENV_RE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+
+def _zone(value: str) -> str:
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(
+            f"unknown time zone {value!r} (use an IANA name such as 'Europe/Paris')"
+        ) from None
+    return value
 
 
 def _identifier(value: str, what: str) -> str:
@@ -58,7 +73,9 @@ class _Model(BaseModel):
 class WarehouseConfig(_Model):
     """Where the source rows live, and where kizen-sync keeps its state and audit tables."""
 
-    url: str = Field(description="Any SQLAlchemy URL, e.g. sqlite:///warehouse.db or postgresql+psycopg://...")
+    url: str = Field(
+        description="Any SQLAlchemy URL, e.g. sqlite:///warehouse.db or postgresql+psycopg://..."
+    )
     state_schema: str | None = Field(
         default=None, description="Schema for state/audit tables (PostgreSQL); default: the URL's."
     )
@@ -81,7 +98,9 @@ class KizenConfig(_Model):
     """How to reach Kizen. The API key itself comes from the environment only."""
 
     base_url: str = Field(default="https://app.go.kizen.com")
-    business_id: str | None = Field(default=None, description="X-BUSINESS-ID; default $KIZEN_BUSINESS_ID")
+    business_id: str | None = Field(
+        default=None, description="X-BUSINESS-ID; default $KIZEN_BUSINESS_ID"
+    )
     user_id: str | None = Field(default=None, description="X-USER-ID; default $KIZEN_USER_ID")
     api_key_env: str = Field(default="KIZEN_API_KEY", description="Env var holding the API key.")
     requests_per_second: float | None = Field(default=None, gt=0, description="Known rate limit.")
@@ -90,8 +109,23 @@ class KizenConfig(_Model):
     timeout_s: float = Field(default=30.0, gt=0)
     verify_tls: bool = Field(default=True, description="Turning this off needs an explicit false.")
     audit_hash_key_env: str = Field(
-        default="KIZEN_SYNC_AUDIT_KEY", description="Env var with the HMAC key for sensitive fields."
+        default="KIZEN_SYNC_AUDIT_KEY",
+        description="Env var with the HMAC key for sensitive fields.",
     )
+
+    @field_validator("business_id", "user_id")
+    @classmethod
+    def _uuid_ok(cls, v: str | None) -> str | None:
+        if v is not None and not UUID_RE.match(v):
+            raise ValueError(f"{v!r} is not a UUID")
+        return v
+
+    @field_validator("base_url")
+    @classmethod
+    def _url_ok(cls, v: str) -> str:
+        if not re.match(r"^https?://[^/\s]+", v):
+            raise ValueError(f"base_url {v!r} must start with http:// or https://")
+        return v.rstrip("/")
 
     def resolved_business_id(self) -> str | None:
         """Business id from the file, else from the environment."""
@@ -108,21 +142,46 @@ class SourceConfig(_Model):
     table: str | None = None
     query: str | None = None
     primary_key: list[str] = Field(min_length=1)
-    cursor_column: str | None = Field(default=None, description="Timestamp/date column for time partitions.")
-    soft_delete_column: str | None = Field(default=None, description="Truthy means: archive this record.")
+    cursor_column: str | None = Field(
+        default=None, description="Timestamp/date column for time partitions."
+    )
+    soft_delete_column: str | None = Field(
+        default=None, description="Truthy means: archive this record."
+    )
+
+    @field_validator("table")
+    @classmethod
+    def _table_ok(cls, v: str | None) -> str | None:
+        if v is not None:
+            parts = v.split(".")
+            if len(parts) > 2:
+                raise ValueError(f"table {v!r} must be 'name' or 'schema.name'")
+            for part in parts:
+                _identifier(part, "table")
+        return v
+
+    @field_validator("primary_key")
+    @classmethod
+    def _key_ok(cls, v: list[str]) -> list[str]:
+        for col in v:
+            _identifier(col, "column")
+        if len(set(v)) != len(v):
+            raise ValueError("primary_key lists a column twice")
+        return v
+
+    @field_validator("cursor_column", "soft_delete_column")
+    @classmethod
+    def _column_ok(cls, v: str | None) -> str | None:
+        return None if v is None else _identifier(v, "column")
 
     @model_validator(mode="after")
     def _one_source(self) -> SourceConfig:
         if (self.table is None) == (self.query is None):
             raise ValueError("give exactly one of 'table' or 'query'")
-        if self.table is not None:
-            for part in self.table.split("."):
-                _identifier(part, "table")
-        for col in [*self.primary_key, self.cursor_column, self.soft_delete_column]:
-            if col is not None:
-                _identifier(col, "column")
-        if len(set(self.primary_key)) != len(self.primary_key):
-            raise ValueError("primary_key lists a column twice")
+        if self.query is not None and not self.query.strip().rstrip(";").strip():
+            raise ValueError("'query' is empty")
+        if self.soft_delete_column is not None and self.soft_delete_column in self.primary_key:
+            raise ValueError("soft_delete_column cannot be part of the primary key")
         return self
 
 
@@ -148,7 +207,9 @@ class IdentityConfig(_Model):
 class DeleteConfig(_Model):
     """What happens to Kizen records whose source rows are gone."""
 
-    archive: bool = Field(default=True, description="DELETE (archive) records whose rows were deleted.")
+    archive: bool = Field(
+        default=True, description="DELETE (archive) records whose rows were deleted."
+    )
     max_archive_fraction: float = Field(
         default=0.05, ge=0, le=1, description="Stop before any write if a run would archive more."
     )
@@ -158,9 +219,28 @@ class PartitionConfig(_Model):
     """How Dagster slices this sync for backfills."""
 
     granularity: Literal["hourly", "daily", "weekly", "monthly"] = "daily"
-    start: str | None = Field(default=None, description="First partition (ISO date); default 2024-01-01.")
+    start: str | None = Field(
+        default=None, description="First partition (ISO date); default 2024-01-01."
+    )
     timezone: str = "UTC"
-    buckets: int = Field(default=8, ge=1, le=1024, description="Hash buckets when there is no cursor.")
+    buckets: int = Field(
+        default=8, ge=1, le=1024, description="Hash buckets when there is no cursor."
+    )
+
+    @field_validator("timezone")
+    @classmethod
+    def _zone_ok(cls, v: str) -> str:
+        return _zone(v)
+
+    @field_validator("start")
+    @classmethod
+    def _start_ok(cls, v: str | None) -> str | None:
+        if v is not None:
+            try:
+                date.fromisoformat(v)
+            except ValueError:
+                raise ValueError(f"start {v!r} is not an ISO date (YYYY-MM-DD)") from None
+        return v
 
 
 class FieldMapping(_Model):
@@ -174,11 +254,13 @@ class FieldMapping(_Model):
     delimiter: str = ","
     multi_mode: Literal["managed", "mirror"] = Field(
         default="managed",
-        description="managed: diff against what we last synced (keeps values people added in Kizen); "
-        "mirror: make Kizen hold exactly the source values.",
+        description="managed: diff against what we last synced (keeps values people added in "
+        "Kizen); mirror: make Kizen hold exactly the source values.",
     )
     null: Literal["clear", "leave"] = Field(default="clear", description="What a NULL means.")
-    match: Literal["label", "id"] = Field(default="label", description="Options given by label or id.")
+    match: Literal["label", "id"] = Field(
+        default="label", description="Options given by label or id."
+    )
     timezone: str = Field(default="UTC", description="Zone of naive datetimes in this column.")
     sensitive: bool = Field(default=False, description="Audit stores only a keyed hash of values.")
 
@@ -186,6 +268,18 @@ class FieldMapping(_Model):
     @classmethod
     def _column_ok(cls, v: str) -> str:
         return _identifier(v, "column")
+
+    @field_validator("timezone")
+    @classmethod
+    def _zone_ok(cls, v: str) -> str:
+        return _zone(v)
+
+    @field_validator("delimiter")
+    @classmethod
+    def _delimiter_ok(cls, v: str) -> str:
+        if not v:
+            raise ValueError("delimiter cannot be empty")
+        return v
 
 
 class SyncConfig(_Model):
@@ -196,7 +290,9 @@ class SyncConfig(_Model):
     description: str | None = None
     group: str = "kizen"
     owners: list[str] = Field(default_factory=list)
-    schedule: str = Field(default="0 * * * *", description="Cron for the scheduled incremental sync.")
+    schedule: str = Field(
+        default="0 * * * *", description="Cron for the scheduled incremental sync."
+    )
     source: SourceConfig
     identity: IdentityConfig
     mode: Literal["update", "upsert"] = "update"
@@ -204,11 +300,21 @@ class SyncConfig(_Model):
     fields: list[FieldMapping] = Field(min_length=1)
     partitions: PartitionConfig = Field(default_factory=PartitionConfig)
     max_reject_rate: float = Field(
-        default=0.5, ge=0, le=1, description="Stop before any write if more planned records fail mapping."
+        default=0.5,
+        ge=0,
+        le=1,
+        description="Stop before any write if more planned records fail mapping.",
     )
     failure_threshold: float = Field(
         default=0.0, ge=0, le=1, description="The run fails when the failed fraction exceeds this."
     )
+
+    @field_validator("schedule")
+    @classmethod
+    def _schedule_ok(cls, v: str) -> str:
+        if len(v.split()) != 5:
+            raise ValueError(f"schedule {v!r} must be a cron expression with 5 fields")
+        return v
 
     @field_validator("name")
     @classmethod
@@ -224,7 +330,9 @@ class SyncConfig(_Model):
         if dupes:
             raise ValueError(f"fields mapped twice: {sorted(dupes)}")
         if self.mode == "upsert" and self.identity.match_on is None:
-            raise ValueError("mode 'upsert' needs identity.match_on (name or email) to create records")
+            raise ValueError(
+                "mode 'upsert' needs identity.match_on (name or email) to create records"
+            )
         if self.identity.match_on is not None and self.identity.match_on not in fields:
             raise ValueError(
                 f"identity.match_on {self.identity.match_on!r} must also be mapped in 'fields'"
@@ -235,6 +343,11 @@ class SyncConfig(_Model):
     def mapped_columns(self) -> list[str]:
         """Source columns that feed Kizen fields (the fingerprint covers exactly these)."""
         return [m.column for m in self.fields]
+
+    @property
+    def sensitive_fields(self) -> frozenset[str]:
+        """Fields (as given in ``fields[].field``) whose values the audit table must not hold."""
+        return frozenset(m.field for m in self.fields if m.sensitive)
 
     @property
     def identifier_mapping(self) -> FieldMapping | None:
@@ -281,7 +394,9 @@ def _expand_env(value: Any, path: str, problems: list[ConfigProblem]) -> Any:
 
         return _ENV_RE.sub(sub, value)
     if isinstance(value, Mapping):
-        return {k: _expand_env(v, f"{path}.{k}" if path else str(k), problems) for k, v in value.items()}
+        return {
+            k: _expand_env(v, f"{path}.{k}" if path else str(k), problems) for k, v in value.items()
+        }
     if isinstance(value, list):
         return [_expand_env(v, f"{path}[{i}]", problems) for i, v in enumerate(value)]
     return value
@@ -302,7 +417,9 @@ def _loc(loc: Iterable[Any]) -> str:
 def parse_config(data: Any, *, source: str | None = None) -> ProjectConfig:
     """Validate already-parsed YAML data; raise ConfigError with every problem."""
     if not isinstance(data, Mapping):
-        raise ConfigError([ConfigProblem("(file)", "expected a mapping at the top level")], source=source)
+        raise ConfigError(
+            [ConfigProblem("(file)", "expected a mapping at the top level")], source=source
+        )
     problems: list[ConfigProblem] = []
     expanded = _expand_env(data, "", problems)
     try:
@@ -317,27 +434,62 @@ def parse_config(data: Any, *, source: str | None = None) -> ProjectConfig:
     return config
 
 
+class _StrictLoader(yaml.SafeLoader):
+    """A safe loader that remembers duplicate keys, which plain YAML silently overwrites."""
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self.duplicates: list[ConfigProblem] = []
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if isinstance(key, str | int | float | bool) and key in seen:
+                line = key_node.start_mark.line + 1
+                self.duplicates.append(
+                    ConfigProblem(f"line {line}", f"key {key!r} appears twice in the same mapping")
+                )
+            seen.add(key if isinstance(key, str | int | float | bool) else id(key_node))
+        return super().construct_mapping(node, deep=deep)
+
+
 def load_config(path: str | Path) -> ProjectConfig:
-    """Read and validate a sync file. Raises ConfigError naming every offending key."""
+    """Read and validate a sync file. Raises ConfigError naming every offending key.
+
+    Malformed YAML is reported with its line and column; duplicate keys (which YAML would
+    silently resolve to the last one) are reported together with every validation problem.
+    """
     p = Path(path)
     try:
         text = p.read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError([ConfigProblem("(file)", f"cannot read {p}: {exc.strerror}")]) from None
+    loader = _StrictLoader(text)
     try:
-        data = yaml.safe_load(text)
+        data = loader.get_single_data()
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "(file)"
         raise ConfigError([ConfigProblem(where, f"not valid YAML: {exc}")], source=str(p)) from None
-    return parse_config(data, source=str(p))
+    finally:
+        loader.dispose()
+    try:
+        config = parse_config(data, source=str(p))
+    except ConfigError as exc:
+        raise ConfigError([*loader.duplicates, *exc.problems], source=str(p)) from None
+    if loader.duplicates:
+        raise ConfigError(loader.duplicates, source=str(p))
+    return config
 
 
 #: Field types each mapping can feed; everything else is read-only or not syncable.
 _READ_ONLY_NAMES = frozenset({"created", "updated"})
 
 
-def validate_against_schema(sync: SyncConfig, schema: ObjectSchema, index: int = 0) -> list[ConfigProblem]:
+def validate_against_schema(
+    sync: SyncConfig, schema: ObjectSchema, index: int = 0
+) -> list[ConfigProblem]:
     """Check one sync's mappings against Kizen's schema; return every problem found.
 
     Checks that each field exists (by API name or UUID), is writable, that option labels
@@ -351,7 +503,9 @@ def validate_against_schema(sync: SyncConfig, schema: ObjectSchema, index: int =
         if field is None:
             known = ", ".join(sorted(f.name for f in schema.fields))
             problems.append(
-                ConfigProblem(key, f"object {schema.name!r} has no field {mapping.field!r} (fields: {known})")
+                ConfigProblem(
+                    key, f"object {schema.name!r} has no field {mapping.field!r} (fields: {known})"
+                )
             )
             continue
         problems.extend(_check_field(field, mapping, f"{base}.fields[{i}]"))
@@ -360,7 +514,8 @@ def validate_against_schema(sync: SyncConfig, schema: ObjectSchema, index: int =
         problems.append(
             ConfigProblem(
                 f"{base}.identity.match_on",
-                f"records of {schema.name!r} are identified by {schema.identifier_field!r}, not {match!r}",
+                f"records of {schema.name!r} are identified by "
+                f"{schema.identifier_field!r}, not {match!r}",
             )
         )
     return problems
@@ -369,14 +524,20 @@ def validate_against_schema(sync: SyncConfig, schema: ObjectSchema, index: int =
 def _check_field(field: FieldSchema, mapping: FieldMapping, key: str) -> list[ConfigProblem]:
     problems: list[ConfigProblem] = []
     if field.is_read_only or field.name in _READ_ONLY_NAMES:
-        problems.append(ConfigProblem(f"{key}.field", f"field {field.name!r} is read-only in Kizen"))
+        problems.append(
+            ConfigProblem(f"{key}.field", f"field {field.name!r} is read-only in Kizen")
+        )
     if mapping.multi_mode == "mirror" and not field.is_multi_valued:
         problems.append(
-            ConfigProblem(f"{key}.multi_mode", f"field {field.name!r} ({field.field_type}) is single-valued")
+            ConfigProblem(
+                f"{key}.multi_mode", f"field {field.name!r} ({field.field_type}) is single-valued"
+            )
         )
     if mapping.format in {"list", "delimited", "json"} and not field.is_multi_valued:
         problems.append(
-            ConfigProblem(f"{key}.format", f"field {field.name!r} ({field.field_type}) holds one value")
+            ConfigProblem(
+                f"{key}.format", f"field {field.name!r} ({field.field_type}) holds one value"
+            )
         )
     if mapping.match == "id" and field.field_type in OPTION_TYPES and not field.options:
         problems.append(ConfigProblem(f"{key}.match", f"field {field.name!r} has no options"))

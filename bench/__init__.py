@@ -1,0 +1,1 @@
+"""Benchmarks of kizen-sync (run each module with ``python -m bench.<name>``)."""

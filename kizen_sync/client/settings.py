@@ -1,0 +1,140 @@
+"""Connection, pacing and retry settings of the Kizen client.
+
+Secrets come only from the environment (``KIZEN_API_KEY``) or an explicit argument, are held
+in a :class:`pydantic.SecretStr` and never appear in ``repr``, logs or exceptions.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+
+__all__ = ["DEFAULT_BASE_URL", "ClientSettings"]
+
+DEFAULT_BASE_URL = "https://app.go.kizen.com"
+
+#: Environment variable -> settings field read by :meth:`ClientSettings.from_env`.
+_ENV_VARS = {
+    "api_key": "KIZEN_API_KEY",
+    "user_id": "KIZEN_USER_ID",
+    "business_id": "KIZEN_BUSINESS_ID",
+    "base_url": "KIZEN_BASE_URL",
+}
+
+
+def _default_user_agent() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return f"kizen-sync/{version('kizen-sync')}"
+    except PackageNotFoundError:
+        return "kizen-sync"
+
+
+class ClientSettings(BaseModel):
+    """Everything a :class:`~kizen_sync.client.KizenClient` needs to talk to one business.
+
+    The defaults are safe for an unknown server: no client-side rate limit (Kizen documents
+    none), 16 requests in flight, retries bounded both by count and by time.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    base_url: str = Field(
+        default=DEFAULT_BASE_URL,
+        description="Scheme and host of the Kizen API; routes are appended under /api.",
+    )
+    business_id: str = Field(description="X-BUSINESS-ID: the business (tenant) every call targets.")
+    user_id: str = Field(description="X-USER-ID: the user the API key belongs to.")
+    api_key: SecretStr = Field(description="X-API-KEY; redacted in repr, logs and errors.")
+    timeout_s: float = Field(default=30.0, gt=0, description="Read/write/pool timeout per request.")
+    connect_timeout_s: float = Field(default=10.0, gt=0, description="TCP+TLS connect timeout.")
+    requests_per_second: float | None = Field(
+        default=None,
+        gt=0,
+        description="Client-side pacing; None = unlimited (or the adaptive start when adaptive).",
+    )
+    rate_headroom: float = Field(
+        default=0.95,
+        gt=0,
+        le=1,
+        description="Fraction of requests_per_second actually used: pacing at exactly a "
+        "server's limit meets its window edges and earns 429s (measured: 95 % gave none).",
+    )
+    burst: int | None = Field(
+        default=None,
+        ge=1,
+        description="Token-bucket depth; default ~0.1 s of quota (at least 1). A 1 s burst "
+        "collides with fixed-window server limits.",
+    )
+    max_in_flight: int = Field(
+        default=16, ge=1, le=1024, description="Cap on concurrent requests across the client."
+    )
+    adaptive: bool = Field(
+        default=False,
+        description="AIMD pacing for an unknown limit: halve the rate on 429 (pausing the "
+        "whole client for Retry-After), climb back while calls succeed.",
+    )
+    max_attempts: int = Field(
+        default=8, ge=1, description="Attempts per call, not counting attempts answered 429."
+    )
+    retry_budget_s: float = Field(
+        default=120.0,
+        gt=0,
+        description="Total time one call may spend, waits included.",
+    )
+    max_retry_after_s: float = Field(
+        default=120.0, ge=0, description="Cap on an honoured Retry-After delay."
+    )
+    backoff_base_s: float = Field(default=0.1, gt=0, description="Full-jitter backoff multiplier.")
+    backoff_max_s: float = Field(default=10.0, gt=0, description="Cap of one backoff wait.")
+    verify_tls: bool = Field(
+        default=True, description="Verify server certificates; False logs a WARNING at startup."
+    )
+    trust_env: bool = Field(
+        default=True,
+        description="Honour HTTP(S)_PROXY, NO_PROXY and SSL_CERT_FILE from the environment.",
+    )
+    user_agent: str = Field(default_factory=_default_user_agent, description="User-Agent header.")
+
+    @field_validator("base_url")
+    @classmethod
+    def _strip_base(cls, value: str) -> str:
+        value = value.strip().rstrip("/")
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("base_url must start with http:// or https://")
+        return value.removesuffix("/api")
+
+    @property
+    def effective_burst(self) -> int:
+        """Bucket depth: the explicit ``burst`` or ~0.1 s of ``requests_per_second``."""
+        if self.burst is not None:
+            return self.burst
+        rate = self.paced_rate
+        return 1 if rate is None else max(1, round(rate * 0.1))
+
+    @property
+    def paced_rate(self) -> float | None:
+        """The bucket's rate: ``requests_per_second`` times ``rate_headroom``."""
+        if self.requests_per_second is None:
+            return None
+        return self.requests_per_second * self.rate_headroom
+
+    @classmethod
+    def from_env(cls, **overrides: Any) -> ClientSettings:
+        """Build settings from ``KIZEN_*`` environment variables, then apply ``overrides``.
+
+        Args:
+            **overrides: any field; wins over the environment. ``api_key`` may be a str.
+
+        Raises:
+            pydantic.ValidationError: a required value (key, user, business) is missing.
+        """
+        values: dict[str, Any] = {}
+        for field, var in _ENV_VARS.items():
+            if os.environ.get(var):
+                values[field] = os.environ[var]
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**values)

@@ -1,0 +1,604 @@
+"""SyncRunner: plan, guard, run, retry and inspect syncs (what the CLI and Dagster call).
+
+One run of one sync goes through fixed stages, each able to stop it before Kizen is touched::
+
+    SQL counts ─▶ mass-archive guard ─▶ Kizen schema check ─▶ plan (pure) ─▶ reject-rate guard
+        ─▶ apply (async executor) ─▶ state + audit per record ─▶ run row
+
+The guards run *before the first write*: a half-loaded source must never wipe the CRM, and a
+mapping broken for most rows must not send the few that happen to pass. The plan is built
+once; when it is small (the usual incremental run) it is kept in memory and applied as is,
+otherwise the changes are streamed from the warehouse a second time for the apply.
+
+Everything is sync-callable (``asyncio.run`` inside); ``arun`` is the coroutine for callers
+that already have an event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import httpx
+
+from kizen_sync.client import ClientSettings, KizenClient
+from kizen_sync.config import ProjectConfig, SyncConfig, load_config, validate_against_schema
+from kizen_sync.diff import ChangeDetector, DiffCounts
+from kizen_sync.engine.executor import ApplySummary, Executor
+from kizen_sync.engine.planner import plan_row
+from kizen_sync.errors import ConfigError, ConfigProblem, GuardError, NotFoundError
+from kizen_sync.models import (
+    Operation,
+    PlannedOp,
+    RecordResult,
+    RunCounts,
+    RunOptions,
+    RunReport,
+)
+from kizen_sync.schema import ObjectSchema
+from kizen_sync.source import Source, Warehouse
+from kizen_sync.store import StateStore
+
+__all__ = ["GuardReport", "SyncRunner", "client_settings_from_config"]
+
+logger = logging.getLogger("kizen_sync.runner")
+
+#: Plans up to this many ops are kept in memory between the guard and the apply.
+PLAN_IN_MEMORY = 20_000
+#: Ops kept for display by a dry run.
+PLAN_SAMPLE = 50
+#: The reject-rate guard needs at least this many rejected records: one bad row in a run of
+#: two is a failed record to fix, not a broken mapping, and must reach the failures list.
+MIN_REJECTS_FOR_GUARD = 5
+#: Changed rows fetched from the warehouse per round trip.
+CHUNK_SIZE = 1000
+
+Progress = Callable[[str, int, int], None]
+
+
+@dataclass(frozen=True)
+class GuardReport:
+    """The pre-flight checks of one sync, computed without writing anything.
+
+    Attributes:
+        would_archive: records the run would archive (0 when ``delete.archive`` is off).
+        synced: records currently confirmed in Kizen for this sync.
+        archive_fraction: ``would_archive / synced``.
+        max_archive_fraction: the sync's ``delete.max_archive_fraction``.
+        reject_count: planned records whose values cannot be mapped.
+        planned: planned writes (creates, updates, archives and rejects).
+        reject_rate: ``reject_count / planned``.
+        max_reject_rate: the sync's ``max_reject_rate``.
+        passed: both guards pass.
+        message: why a guard failed (empty when both pass).
+    """
+
+    would_archive: int
+    synced: int
+    archive_fraction: float
+    max_archive_fraction: float
+    reject_count: int
+    planned: int
+    reject_rate: float
+    max_reject_rate: float
+    passed: bool
+    message: str
+
+
+@dataclass
+class _Plan:
+    """The outcome of one planning pass over the changed rows."""
+
+    ops: list[PlannedOp] | None = field(default_factory=list)  # None: too many, re-stream
+    by_op: dict[Operation, int] = field(default_factory=lambda: dict.fromkeys(Operation, 0))
+    rejects: list[PlannedOp] = field(default_factory=list)  # first few, for messages
+    sample: list[PlannedOp] = field(default_factory=list)
+
+    @property
+    def planned(self) -> int:
+        """Ops that write (or wanted to write): everything but NOOP state refreshes."""
+        return sum(n for op, n in self.by_op.items() if op is not Operation.NOOP)
+
+    @property
+    def total(self) -> int:
+        return sum(self.by_op.values())
+
+
+@dataclass
+class _Scope:
+    """One sync with its warehouse-side helpers, resolved once per call."""
+
+    sync: SyncConfig
+    index: int
+    detector: ChangeDetector
+    only_keys: set[str] | None
+
+
+def client_settings_from_config(config: ProjectConfig, **overrides: Any) -> ClientSettings:
+    """Client settings from the file's ``kizen`` section and the environment.
+
+    The API key is read from the variable named by ``kizen.api_key_env``; user and business
+    ids from the file or ``KIZEN_USER_ID`` / ``KIZEN_BUSINESS_ID``.
+
+    Raises:
+        ConfigError: a credential is missing, naming the variable to set.
+    """
+    kizen = config.kizen
+    problems: list[ConfigProblem] = []
+    api_key = os.environ.get(kizen.api_key_env)
+    if not api_key and "api_key" not in overrides:
+        problems.append(
+            ConfigProblem(
+                "kizen.api_key_env",
+                f"environment variable {kizen.api_key_env} is not set; "
+                "it must hold the Kizen API key",
+            )
+        )
+    values: dict[str, Any] = {
+        "api_key": api_key,
+        "business_id": kizen.resolved_business_id(),
+        "user_id": kizen.resolved_user_id(),
+        "requests_per_second": kizen.requests_per_second,
+        "max_in_flight": kizen.max_in_flight,
+        "adaptive": kizen.adaptive,
+        "timeout_s": kizen.timeout_s,
+        "verify_tls": kizen.verify_tls,
+    }
+    if "base_url" in kizen.model_fields_set or not os.environ.get("KIZEN_BASE_URL"):
+        values["base_url"] = kizen.base_url
+    values.update(overrides)
+    for key, var in (("business_id", "KIZEN_BUSINESS_ID"), ("user_id", "KIZEN_USER_ID")):
+        if not values.get(key):
+            problems.append(ConfigProblem(f"kizen.{key}", f"not set in the file nor in ${var}"))
+    if problems:
+        raise ConfigError(problems)
+    return ClientSettings.from_env(**values)
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _fraction(part: int, whole: int) -> float:
+    return part / whole if whole else 0.0
+
+
+class SyncRunner:
+    """Runs the syncs of one project file.
+
+    Args:
+        config: the validated project file.
+        client_settings: Kizen connection; default from ``config.kizen`` and the environment
+            (resolved only when Kizen is needed, so ``open_failures`` works without a key).
+        transport: httpx transport for tests (``httpx.ASGITransport(app=emulator.app)``).
+        warehouse: an existing warehouse; default one built from ``config.warehouse``.
+        progress: called ``(sync_name, done, total)`` after each applied record.
+        log: logger for run summaries and per-record debug lines.
+    """
+
+    def __init__(
+        self,
+        config: ProjectConfig,
+        *,
+        client_settings: ClientSettings | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
+        warehouse: Warehouse | None = None,
+        progress: Progress | None = None,
+        log: logging.Logger | None = None,
+    ) -> None:
+        self.config = config
+        self._settings = client_settings
+        self.transport = transport
+        self._owns_warehouse = warehouse is None
+        self.warehouse = warehouse or Warehouse(
+            config.warehouse.url,
+            state_schema=config.warehouse.state_schema,
+            table_prefix=config.warehouse.table_prefix,
+        )
+        self.store = StateStore(self.warehouse)
+        self.progress = progress
+        self.log = log or logger
+        self._schema_ready = False
+
+    @classmethod
+    def from_file(cls, path: str | Path, **kwargs: Any) -> SyncRunner:
+        """A runner for the sync file at ``path`` (ConfigError names every bad key)."""
+        return cls(load_config(path), **kwargs)
+
+    def __enter__(self) -> SyncRunner:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Release the warehouse connections when this runner created them."""
+        if self._owns_warehouse:
+            self.warehouse.dispose()
+
+    @property
+    def client_settings(self) -> ClientSettings:
+        """Kizen connection settings (ConfigError when a credential is missing)."""
+        if self._settings is None:
+            self._settings = client_settings_from_config(self.config)
+        return self._settings
+
+    # --- public API ---------------------------------------------------------------------
+
+    def plan(self, sync_name: str, options: RunOptions | None = None) -> RunReport:
+        """Dry run: what ``run`` would send, field by field. Writes nothing anywhere."""
+        return asyncio.run(self.aplan(sync_name, options))
+
+    def check_guards(self, sync_name: str, options: RunOptions | None = None) -> GuardReport:
+        """The mass-archive and reject-rate guards, computed without any write."""
+        return asyncio.run(self.acheck_guards(sync_name, options))
+
+    def run(self, sync_name: str, options: RunOptions | None = None) -> RunReport:
+        """Plan, guard and apply one sync; see :meth:`arun`."""
+        return asyncio.run(self.arun(sync_name, options))
+
+    def retry(self, sync_name: str) -> RunReport:
+        """Re-send only the records whose last outcome was a failure."""
+        return self.run(sync_name, RunOptions(only_failed=True))
+
+    def open_failures(
+        self, sync: str | None = None, limit: int | None = 100
+    ) -> list[dict[str, Any]]:
+        """Records whose latest outcome is a failure, newest first."""
+        self._ensure_schema()
+        return self.store.open_failures(sync=sync, limit=limit)
+
+    def run_summaries(self, sync: str | None = None) -> list[dict[str, Any]]:
+        """Recent runs with their counts and status."""
+        self._ensure_schema()
+        return self.store.run_summaries(sync=sync)
+
+    async def aplan(self, sync_name: str, options: RunOptions | None = None) -> RunReport:
+        """Coroutine of :meth:`plan`."""
+        options = options or RunOptions(dry_run=True)
+        started = _now()
+        scope = self._scope(sync_name, options)
+        counts = scope.detector.counts(options.partition, only_keys=scope.only_keys)
+        async with self._client() as client:
+            schema, tags = await self._prepare(client, scope)
+            plan = await asyncio.to_thread(self._plan, scope, schema, tags, options, False)
+            requests = client.stats.requests
+        guard = self._guard_report(scope.sync, counts, plan)
+        by_op = plan.by_op
+        return RunReport(
+            run_id=options.run_id or uuid.uuid4().hex,
+            sync=sync_name,
+            partition_key=options.partition.key if options.partition else None,
+            status="dry_run",
+            counts=RunCounts(
+                created=by_op[Operation.CREATE],
+                updated=by_op[Operation.UPDATE],
+                archived=by_op[Operation.ARCHIVE],
+                unchanged=counts.unchanged,
+                noop=by_op[Operation.NOOP],
+                failed=by_op[Operation.FAIL],
+            ),
+            started_at=started,
+            finished_at=_now(),
+            planned=plan.planned,
+            requests=requests,
+            plan_sample=plan.sample,
+            would_archive=guard.would_archive,
+            message=guard.message,
+        )
+
+    async def acheck_guards(self, sync_name: str, options: RunOptions | None = None) -> GuardReport:
+        """Coroutine of :meth:`check_guards`."""
+        options = options or RunOptions()
+        scope = self._scope(sync_name, options)
+        counts = scope.detector.counts(options.partition, only_keys=scope.only_keys)
+        async with self._client() as client:
+            schema, tags = await self._prepare(client, scope)
+            plan = await asyncio.to_thread(self._plan, scope, schema, tags, options, False)
+        return self._guard_report(scope.sync, counts, plan)
+
+    async def arun(self, sync_name: str, options: RunOptions | None = None) -> RunReport:
+        """Run one sync: guards first, then apply; state is written per confirmed record.
+
+        Raises:
+            ConfigError: the sync does not fit Kizen's schema, or a credential is missing.
+            GuardError: a guard stopped the run; nothing was sent.
+            FatalError: Kizen refused the credentials mid-run (confirmed records are kept).
+        """
+        options = options or RunOptions()
+        if options.dry_run:
+            return await self.aplan(sync_name, options)
+        started = _now()
+        run_id = options.run_id or uuid.uuid4().hex
+        partition_key = options.partition.key if options.partition else None
+        scope = self._scope(sync_name, options)
+        sync = scope.sync
+        counts = scope.detector.counts(options.partition, only_keys=scope.only_keys)
+        self._archive_guard(sync, counts)
+        async with self._client() as client:
+            schema, tags = await self._prepare(client, scope)
+            plan = await asyncio.to_thread(self._plan, scope, schema, tags, options, True)
+            self._reject_guard(sync, plan)
+            self.store.start_run(run_id, sync.name, partition_key, started_at=started)
+            report = RunReport(
+                run_id=run_id,
+                sync=sync.name,
+                partition_key=partition_key,
+                status="failed",
+                counts=RunCounts(unchanged=counts.unchanged),
+                started_at=started,
+                finished_at=started,
+                planned=plan.planned,
+                would_archive=plan.by_op[Operation.ARCHIVE],
+            )
+            try:
+                summary = await self._apply(client, scope, schema, tags, options, plan, run_id)
+            except BaseException as exc:
+                report.finished_at = _now()
+                report.requests = client.stats.requests
+                report.message = f"stopped: {exc}"
+                self.store.finish_run(report)
+                raise
+            report.requests = client.stats.requests
+        summary.counts.unchanged = counts.unchanged
+        report.counts = summary.counts
+        report.failures = summary.failures
+        report.finished_at = _now()
+        rate = report.failure_rate
+        if rate > sync.failure_threshold:
+            report.status = "failed"
+            report.message = (
+                f"{report.counts.failed} of {report.planned} records failed ({rate:.0%}), more "
+                f"than failure_threshold {sync.failure_threshold:.0%}; "
+                f"see `kizen-sync failures --sync {sync.name}`"
+            )
+        else:
+            report.status = "success"
+        self.store.finish_run(report)
+        self.log.info(
+            "sync %s %s: %s, %d requests in %.1fs",
+            sync.name,
+            report.status,
+            ", ".join(f"{k} {v}" for k, v in report.counts.as_dict().items()),
+            report.requests,
+            (report.finished_at - started).total_seconds(),
+        )
+        return report
+
+    # --- stages -------------------------------------------------------------------------
+
+    def _ensure_schema(self) -> None:
+        if not self._schema_ready:
+            self.store.ensure_schema()
+            self._schema_ready = True
+
+    def _scope(self, sync_name: str, options: RunOptions) -> _Scope:
+        sync = self.config.sync(sync_name)
+        index = self.config.syncs.index(sync)
+        self._ensure_schema()
+        source = Source(self.warehouse, sync)
+        detector = ChangeDetector(self.warehouse, sync, source)
+        only_keys = self.store.failed_keys(sync.name) if options.only_failed else None
+        return _Scope(sync=sync, index=index, detector=detector, only_keys=only_keys)
+
+    def _client(self) -> KizenClient:
+        return KizenClient(self.client_settings, transport=self.transport)
+
+    async def _prepare(
+        self, client: KizenClient, scope: _Scope
+    ) -> tuple[ObjectSchema, dict[str, dict[str, str]]]:
+        """Read the object's schema, check the sync against it, load dynamic-tag ids."""
+        sync = scope.sync
+        try:
+            schema = await client.get_object_schema(sync.object)
+        except NotFoundError:
+            raise ConfigError(
+                [
+                    ConfigProblem(
+                        f"syncs[{scope.index}].object", f"Kizen has no object {sync.object!r}"
+                    )
+                ]
+            ) from None
+        problems = validate_against_schema(sync, schema, scope.index)
+        if problems:
+            raise ConfigError(problems)
+        tags: dict[str, dict[str, str]] = {}
+        for mapping in sync.fields:
+            target = schema.field(mapping.field)
+            if target is not None and target.field_type == "dynamictags":
+                listed = await client.list_dynamic_tags(schema.name, target.id)
+                tags[target.name] = {tag.name: tag.id for tag in listed}
+        return schema, tags
+
+    def _iter_ops(
+        self,
+        scope: _Scope,
+        schema: ObjectSchema,
+        tags: dict[str, dict[str, str]],
+        options: RunOptions,
+    ) -> Iterator[PlannedOp]:
+        """Plan the changed rows in warehouse order, stopping at ``max_records`` writes.
+
+        NOOP state refreshes are free and do not count against the cap.
+        """
+        writes = 0
+        for chunk in scope.detector.iter_changes(
+            options.partition,
+            full_refresh=options.full_refresh,
+            only_keys=scope.only_keys,
+            chunk_size=CHUNK_SIZE,
+        ):
+            for change in chunk:
+                if options.max_records is not None and writes >= options.max_records:
+                    return
+                op = plan_row(
+                    change, scope.sync, schema, full_refresh=options.full_refresh, tags=tags
+                )
+                writes += op.op is not Operation.NOOP
+                yield op
+
+    def _plan(
+        self,
+        scope: _Scope,
+        schema: ObjectSchema,
+        tags: dict[str, dict[str, str]],
+        options: RunOptions,
+        keep: bool,
+    ) -> _Plan:
+        """One planning pass: counts per operation, rejected samples, and (when ``keep`` and
+        small enough) the ops themselves for the apply.
+        """
+        plan = _Plan(ops=[] if keep else None)
+        for op in self._iter_ops(scope, schema, tags, options):
+            plan.by_op[op.op] += 1
+            if op.op is Operation.FAIL and len(plan.rejects) < 3:
+                plan.rejects.append(op)
+            if op.op is not Operation.NOOP and len(plan.sample) < PLAN_SAMPLE:
+                plan.sample.append(op)
+            if plan.ops is not None:
+                plan.ops.append(op)
+                if len(plan.ops) > PLAN_IN_MEMORY:
+                    plan.ops = None
+        return plan
+
+    def _guard_report(self, sync: SyncConfig, counts: DiffCounts, plan: _Plan) -> GuardReport:
+        would_archive = counts.deleted if sync.delete.archive else 0
+        archive_fraction = _fraction(would_archive, counts.synced)
+        rejects = plan.by_op[Operation.FAIL]
+        reject_rate = _fraction(rejects, plan.planned)
+        messages = [
+            m
+            for m in (
+                self._archive_message(sync, would_archive, counts.synced),
+                self._reject_message(sync, plan),
+            )
+            if m
+        ]
+        return GuardReport(
+            would_archive=would_archive,
+            synced=counts.synced,
+            archive_fraction=archive_fraction,
+            max_archive_fraction=sync.delete.max_archive_fraction,
+            reject_count=rejects,
+            planned=plan.planned,
+            reject_rate=reject_rate,
+            max_reject_rate=sync.max_reject_rate,
+            passed=not messages,
+            message=" ".join(messages),
+        )
+
+    @staticmethod
+    def _archive_message(sync: SyncConfig, would_archive: int, synced: int) -> str:
+        fraction = _fraction(would_archive, synced)
+        if not sync.delete.archive or fraction <= sync.delete.max_archive_fraction:
+            return ""
+        return (
+            f"sync {sync.name} would archive {would_archive} of {synced} synced records "
+            f"({fraction:.0%}), more than the {sync.delete.max_archive_fraction:.0%} allowed by "
+            "delete.max_archive_fraction; nothing was sent. A partly loaded source table is the "
+            "usual cause: check it first. If the deletions are intended, raise "
+            "delete.max_archive_fraction for this sync (or set delete.archive: false to leave "
+            "the records in Kizen) and run again."
+        )
+
+    @staticmethod
+    def _reject_message(sync: SyncConfig, plan: _Plan) -> str:
+        rejects = plan.by_op[Operation.FAIL]
+        rate = _fraction(rejects, plan.planned)
+        if rejects < MIN_REJECTS_FOR_GUARD or rate <= sync.max_reject_rate:
+            return ""
+        examples = "; ".join(f"row {op.source_key}: {op.error}" for op in plan.rejects)
+        return (
+            f"sync {sync.name}: {rejects} of {plan.planned} planned records ({rate:.0%}) cannot "
+            f"be mapped, more than the {sync.max_reject_rate:.0%} allowed by max_reject_rate; "
+            f"nothing was sent. Examples: {examples}"
+        )
+
+    def _archive_guard(self, sync: SyncConfig, counts: DiffCounts) -> None:
+        would_archive = counts.deleted if sync.delete.archive else 0
+        message = self._archive_message(sync, would_archive, counts.synced)
+        if message:
+            raise GuardError(
+                message, sync=sync.name, would_archive=would_archive, synced=counts.synced
+            )
+
+    def _reject_guard(self, sync: SyncConfig, plan: _Plan) -> None:
+        message = self._reject_message(sync, plan)
+        if message:
+            raise GuardError(message, sync=sync.name, rejects=plan.by_op[Operation.FAIL])
+
+    async def _apply(
+        self,
+        client: KizenClient,
+        scope: _Scope,
+        schema: ObjectSchema,
+        tags: dict[str, dict[str, str]],
+        options: RunOptions,
+        plan: _Plan,
+        run_id: str,
+    ) -> ApplySummary:
+        sync = scope.sync
+        partition_key = options.partition.key if options.partition else None
+        sensitive = {m.field for m in sync.fields if m.sensitive}
+        hash_text = os.environ.get(self.config.kizen.audit_hash_key_env)
+        hash_key = hash_text.encode("utf-8") if hash_text else None
+
+        def sink(results: list[RecordResult]) -> None:
+            self.store.record_results(
+                run_id,
+                sync.name,
+                partition_key,
+                results,
+                sensitive_fields=sensitive,
+                hash_key=hash_key,
+            )
+
+        def progress(done: int, total: int) -> None:
+            if self.progress is not None:
+                self.progress(sync.name, done, total)
+
+        executor = Executor(client, schema, sink, progress=progress, log=self.log)
+        ops: list[PlannedOp] | AsyncIterator[PlannedOp]
+        if plan.ops is not None:
+            ops = plan.ops
+        else:
+            ops = _in_thread(self._iter_ops(scope, schema, tags, options))
+        return await executor.apply(ops, total=plan.total)
+
+
+async def _in_thread(iterator: Iterator[PlannedOp], batch: int = 256) -> AsyncIterator[PlannedOp]:
+    """Drain a blocking iterator (warehouse cursor + planning) on one dedicated thread.
+
+    One thread, always the same, because database cursors must not hop between threads.
+    """
+    loop = asyncio.get_running_loop()
+
+    def take() -> list[PlannedOp]:
+        out: list[PlannedOp] = []
+        for op in iterator:
+            out.append(op)
+            if len(out) >= batch:
+                break
+        return out
+
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="kizen-sync-source") as pool:
+        try:
+            while items := await loop.run_in_executor(pool, take):
+                for op in items:
+                    yield op
+        finally:
+            await loop.run_in_executor(pool, getattr(iterator, "close", lambda: None))

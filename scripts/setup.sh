@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Create .venv and install kizen-sync with every extra the demo and the tests need.
+# Idempotent and quick when nothing changed: re-installs only when pyproject.toml is newer
+# than the last install. Uses uv when it can (fast), else plain pip.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PYTHON="${PYTHON:-python3}"
+VENV=.venv
+STAMP="$VENV/.kizen-sync-installed"
+EXTRAS="${KIZEN_SYNC_EXTRAS:-postgres,dagster,dev,bench}"
+
+if [ -f "$STAMP" ] && [ "$STAMP" -nt pyproject.toml ] && [ -x "$VENV/bin/kizen-sync" ]; then
+  exit 0
+fi
+
+"$PYTHON" - <<'PY'
+import sys
+if sys.version_info < (3, 11):
+    sys.exit(f"kizen-sync needs Python >= 3.11, found {sys.version.split()[0]}")
+PY
+
+if ! command -v uv >/dev/null 2>&1; then
+  "$PYTHON" -m pip install --quiet --disable-pip-version-check uv >/dev/null 2>&1 || true
+fi
+
+echo "Setting up $VENV (extras: $EXTRAS) ..."
+if command -v uv >/dev/null 2>&1; then
+  [ -x "$VENV/bin/python" ] || uv venv --quiet --python "$PYTHON" "$VENV"
+  uv pip install --quiet --python "$VENV/bin/python" -e ".[${EXTRAS}]"
+else
+  [ -x "$VENV/bin/python" ] || "$PYTHON" -m venv "$VENV"
+  "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check -e ".[${EXTRAS}]"
+fi
+touch "$STAMP"

@@ -1,0 +1,59 @@
+-- kizen-sync state, audit and run tables (PostgreSQL).
+-- {schema} and {prefix} are substituted only after they were validated as identifiers.
+
+-- The last state Kizen confirmed per source key. values_json holds the synced values (the
+-- data already lives in this warehouse); archived rows keep fingerprint NULL so that a
+-- reappearing source row is planned as a restore.
+CREATE TABLE IF NOT EXISTS {schema}{prefix}sync_state (
+    sync_name   text NOT NULL,
+    source_key  text NOT NULL,
+    kizen_id    text,
+    fingerprint text,
+    values_json text NOT NULL DEFAULT '{}',
+    archived    boolean NOT NULL DEFAULT false,
+    run_id      text,
+    updated_at  timestamptz NOT NULL,
+    PRIMARY KEY (sync_name, source_key)
+);
+
+-- One row per HTTP attempt (attempt 0: nothing was sent, e.g. a mapping failure).
+CREATE TABLE IF NOT EXISTS {schema}{prefix}audit (
+    id             bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    run_id         text NOT NULL,
+    sync_name      text NOT NULL,
+    partition_key  text,
+    source_key     text NOT NULL,
+    kizen_id       text,
+    operation      text NOT NULL,
+    outcome        text NOT NULL,
+    http_status    integer,
+    error_class    text,
+    error_message  text,
+    field_errors   text,
+    changed_fields text,
+    values_hash    text,
+    attempt        integer NOT NULL,
+    started_at     timestamptz NOT NULL,
+    finished_at    timestamptz NOT NULL
+);
+CREATE INDEX IF NOT EXISTS {prefix}audit_key_idx ON {schema}{prefix}audit (sync_name, source_key, id);
+CREATE INDEX IF NOT EXISTS {prefix}audit_run_idx ON {schema}{prefix}audit (run_id);
+
+CREATE TABLE IF NOT EXISTS {schema}{prefix}runs (
+    run_id        text PRIMARY KEY,
+    sync_name     text NOT NULL,
+    partition_key text,
+    status        text NOT NULL,
+    started_at    timestamptz NOT NULL,
+    finished_at   timestamptz,
+    created       integer NOT NULL DEFAULT 0,
+    updated       integer NOT NULL DEFAULT 0,
+    archived      integer NOT NULL DEFAULT 0,
+    unchanged     integer NOT NULL DEFAULT 0,
+    noop          integer NOT NULL DEFAULT 0,
+    failed        integer NOT NULL DEFAULT 0,
+    planned       integer NOT NULL DEFAULT 0,
+    requests      integer NOT NULL DEFAULT 0,
+    message       text
+);
+CREATE INDEX IF NOT EXISTS {prefix}runs_sync_idx ON {schema}{prefix}runs (sync_name, started_at);

@@ -1,0 +1,125 @@
+"""Shared fixtures: throwaway SQLite files and PostgreSQL schemas, and result builders."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import create_engine, text
+from sqlalchemy.exc import OperationalError
+
+from kizen_sync.models import AttemptRecord, Operation, Outcome, PlannedOp, RecordResult
+from kizen_sync.source import Warehouse
+
+PG_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: Path) -> str:
+    """A SQLite database file of its own for each test."""
+    return f"sqlite:///{tmp_path / 'warehouse.db'}"
+
+
+@pytest.fixture(scope="session")
+def pg_url() -> str:
+    """The PostgreSQL URL; skips (with the reason) when the server does not answer."""
+    engine = create_engine(PG_URL)
+    try:
+        with engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
+    except OperationalError as exc:
+        pytest.skip(f"PostgreSQL not reachable at {PG_URL}: {exc.orig}")
+    finally:
+        engine.dispose()
+    return PG_URL
+
+
+@pytest.fixture
+def pg_schema(pg_url: str) -> Iterator[str]:
+    """A fresh schema, dropped with everything in it after the test."""
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    engine = create_engine(pg_url)
+    with engine.begin() as conn:
+        conn.execute(text(f'CREATE SCHEMA "{name}"'))
+    try:
+        yield name
+    finally:
+        with engine.begin() as conn:
+            conn.execute(text(f'DROP SCHEMA "{name}" CASCADE'))
+        engine.dispose()
+
+
+@dataclass
+class Db:
+    """A warehouse under test plus where its source tables go."""
+
+    warehouse: Warehouse
+    schema: str | None
+
+    @property
+    def dialect(self) -> str:
+        return self.warehouse.dialect
+
+    def table(self, name: str) -> str:
+        """The table name as a sync file would give it."""
+        return f"{self.schema}.{name}" if self.schema else name
+
+    def run(self, sql: str, params: Any = None) -> None:
+        """Run SQL where ``{s}`` stands for the schema qualifier (``"x".`` or nothing)."""
+        qualifier = f'"{self.schema}".' if self.schema else ""
+        with self.warehouse.engine.begin() as conn:
+            conn.execute(text(sql.replace("{s}", qualifier)), params or {})
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Db]:
+    """The same test on SQLite and on PostgreSQL (state tables in the test's schema)."""
+    if request.param == "sqlite":
+        warehouse = Warehouse(f"sqlite:///{tmp_path / 'warehouse.db'}")
+        yield Db(warehouse, None)
+    else:
+        schema = request.getfixturevalue("pg_schema")
+        warehouse = Warehouse(request.getfixturevalue("pg_url"), state_schema=schema)
+        yield Db(warehouse, schema)
+    warehouse.dispose()
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def make_result(
+    key: str,
+    *,
+    op: Operation = Operation.UPDATE,
+    outcome: Outcome = Outcome.SUCCESS,
+    fingerprint: str | None = "fp",
+    values: dict[str, Any] | None = None,
+    kizen_id: str | None = "rec-1",
+    attempts: tuple[AttemptRecord, ...] | None = None,
+    **op_fields: Any,
+) -> RecordResult:
+    """A RecordResult with one attempt of the given outcome unless ``attempts`` is given."""
+    planned = PlannedOp(
+        op=op,
+        source_key=key,
+        kizen_id=kizen_id,
+        new_values=values or {},
+        fingerprint=fingerprint,
+        **op_fields,
+    )
+    if attempts is None:
+        status = 200 if outcome is Outcome.SUCCESS else 400
+        attempts = (AttemptRecord(1, outcome, _now(), _now(), http_status=status),)
+    return RecordResult(op=planned, outcome=outcome, kizen_id=kizen_id, attempts=attempts)
+
+
+@pytest.fixture
+def result() -> Callable[..., RecordResult]:
+    """Builder of RecordResults (see :func:`make_result`)."""
+    return make_result

@@ -1,0 +1,253 @@
+"""SyncRunner end to end: a warehouse (SQLite and PostgreSQL) and the emulator over real HTTP.
+
+Every assertion is about something a user would notice: what Kizen holds afterwards, what
+was (not) sent according to the emulator's own request log, what the run report says.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+
+from kizen_sync.client import ClientSettings, KizenClient
+from kizen_sync.config import ProjectConfig, parse_config
+from kizen_sync.emulator import Emulator
+from kizen_sync.engine import SyncRunner
+from kizen_sync.errors import ConfigError, GuardError
+from kizen_sync.models import RunOptions
+
+CONTACTS = "client_client"
+
+
+def people(db: Any, rows: list[tuple[Any, ...]]) -> None:
+    """(Re)create the source table ``people`` with ``rows``."""
+    db.run("DROP TABLE IF EXISTS {s}people")
+    db.run(
+        "CREATE TABLE {s}people (id INTEGER PRIMARY KEY, email TEXT NOT NULL, "
+        "first_name TEXT, tags TEXT, status TEXT)"
+    )
+    for row in rows:
+        db.run(
+            "INSERT INTO {s}people VALUES (:id, :email, :first, :tags, :status)",
+            dict(zip(("id", "email", "first", "tags", "status"), row, strict=True)),
+        )
+
+
+def person(i: int, **changes: Any) -> tuple[Any, ...]:
+    values = {
+        "email": f"p{i}@example.com",
+        "first": f"Person{i}",
+        "tags": "VIP,Newsletter" if i % 2 else "Beta",
+        "status": "Opted In",
+    } | changes
+    return (i, values["email"], values["first"], values["tags"], values["status"])
+
+
+def project(db: Any, **sync: Any) -> ProjectConfig:
+    spec: dict[str, Any] = {
+        "name": "contacts",
+        "object": CONTACTS,
+        "source": {"table": db.table("people"), "primary_key": ["id"]},
+        "identity": {"match_on": "email"},
+        "mode": "upsert",
+        "fields": [
+            {"column": "email", "field": "email"},
+            {"column": "first_name", "field": "first_name"},
+            {"column": "tags", "field": "tags", "format": "delimited"},
+            {"column": "status", "field": "email_status"},
+        ],
+    } | sync
+    return parse_config(
+        {
+            "warehouse": {"url": "unused://", "state_schema": db.schema},
+            "kizen": {"api_key_env": "KIZEN_SYNC_TEST_NO_SUCH_VAR"},
+            "syncs": [spec],
+        }
+    )
+
+
+@dataclass
+class Env:
+    db: Any  # conftest.Db
+    emu: Emulator
+    base_url: str
+
+    def settings(self, **overrides: Any) -> ClientSettings:
+        api_key, user_id, business_id = self.emu.credentials
+        values: dict[str, Any] = {
+            "base_url": self.base_url,
+            "api_key": api_key,
+            "user_id": user_id,
+            "business_id": business_id,
+            "backoff_base_s": 0.001,
+            "backoff_max_s": 0.01,
+            "max_retry_after_s": 0.05,
+            "max_attempts": 2,
+        }
+        return ClientSettings(**(values | overrides))
+
+    def runner(self, **sync: Any) -> SyncRunner:
+        return SyncRunner(
+            project(self.db, **sync), client_settings=self.settings(), warehouse=self.db.warehouse
+        )
+
+    def writes(self) -> int:
+        log = self.emu.request_log
+        return sum(log.total(method=m) for m in ("POST", "PATCH", "PUT", "DELETE"))
+
+    def contacts(self) -> dict[str, dict[str, Any]]:
+        """Live contacts by email: {email: {first_name, tags (names), email_status}}."""
+
+        async def read() -> dict[str, dict[str, Any]]:
+            async with KizenClient(self.settings()) as client:
+                out = {}
+                async for rec in client.iter_records(CONTACTS, page_size=1000):
+                    email = rec.value("email")
+                    if email and email.startswith("p"):
+                        status = rec.value("email_status")
+                        out[email] = {
+                            "first_name": rec.value("first_name"),
+                            "tags": sorted(t["name"] for t in rec.value("tags") or []),
+                            "email_status": status["name"] if status else None,
+                        }
+                return out
+
+        return asyncio.run(read())
+
+
+@pytest.fixture
+def env(db: Any) -> Iterator[Env]:
+    emu = Emulator.demo()
+    with emu.serve(host="127.0.0.1", port=0) as base_url:
+        yield Env(db, emu, base_url)
+
+
+def test_run_creates_updates_adds_and_removes_tags_and_archives(env: Env):
+    people(env.db, [person(i) for i in range(1, 11)])
+    runner = env.runner(delete={"max_archive_fraction": 0.2})
+    report = runner.run("contacts")
+    assert (report.status, report.counts.created, report.counts.failed) == ("success", 10, 0)
+    kizen = env.contacts()
+    assert len(kizen) == 10
+    assert kizen["p1@example.com"] == {
+        "first_name": "Person1",
+        "tags": ["Newsletter", "VIP"],
+        "email_status": "Opted In",
+    }
+
+    # Nothing changed: the second run sends nothing at all.
+    env.emu.request_log.reset()
+    report = runner.run("contacts")
+    assert env.writes() == 0
+    assert (report.counts.unchanged, report.planned) == (10, 0)
+
+    rows = [person(i) for i in range(2, 11)]  # row 1 deleted
+    rows[0] = person(2, first="Renamed")
+    rows[1] = person(3, tags="VIP,Partner")  # Newsletter removed, Partner added
+    people(env.db, rows)
+    report = runner.run("contacts")
+    assert (report.counts.updated, report.counts.archived, report.counts.unchanged) == (2, 1, 7)
+    kizen = env.contacts()
+    assert "p1@example.com" not in kizen
+    assert kizen["p2@example.com"]["first_name"] == "Renamed"
+    assert kizen["p3@example.com"]["tags"] == ["Partner", "VIP"]
+
+
+def test_mass_archive_guard_stops_before_any_request(env: Env):
+    people(env.db, [person(i) for i in range(1, 11)])
+    runner = env.runner()
+    runner.run("contacts")
+    people(env.db, [person(i) for i in range(1, 3)])  # a half-loaded source
+    env.emu.request_log.reset()
+    guard = runner.check_guards("contacts")
+    assert (guard.passed, guard.would_archive, guard.synced) == (False, 8, 10)
+    with pytest.raises(GuardError) as caught:
+        runner.run("contacts")
+    assert str(caught.value).startswith(
+        "sync contacts would archive 8 of 10 synced records (80%), more than the 5% allowed "
+        "by delete.max_archive_fraction; nothing was sent."
+    )
+    assert env.writes() == 0
+    assert len(env.contacts()) == 10
+
+
+def test_reject_rate_guard_stops_a_mostly_broken_mapping(env: Env):
+    rows = [person(i, status="No Such Status") for i in range(1, 8)] + [person(8), person(9)]
+    people(env.db, rows)
+    runner = env.runner()
+    guard = runner.check_guards("contacts")
+    assert (guard.passed, guard.reject_count, guard.planned) == (False, 7, 9)
+    env.emu.request_log.reset()
+    with pytest.raises(GuardError, match="7 of 9 planned records"):
+        runner.run("contacts")
+    assert env.writes() == 0
+
+
+def test_failures_are_retried_by_the_next_run(env: Env):
+    # Update mode: rows are matched by e-mail; records missing in Kizen fail, nothing is created.
+    people(env.db, [person(i) for i in range(1, 6)])
+    runner = env.runner(mode="update")
+    report = runner.run("contacts")
+    assert (report.status, report.counts.failed) == ("failed", 5)
+    failures = runner.open_failures("contacts")
+    assert {f["source_key"] for f in failures} == {"1", "2", "3", "4", "5"}
+    assert failures[0]["error_message"].startswith("no Kizen record with email 'p")
+    assert env.contacts() == {}
+    for i in range(1, 6):  # someone creates the records in Kizen
+        env.emu.create_record(CONTACTS, {"email": f"p{i}@example.com", "first_name": "Old"})
+    report = runner.run("contacts")
+    assert (report.status, report.counts.updated, report.counts.failed) == ("success", 5, 0)
+    assert runner.open_failures("contacts") == []
+    assert {c["first_name"] for c in env.contacts().values()} == {f"Person{i}" for i in range(1, 6)}
+
+
+def test_retry_resends_only_open_failures(env: Env):
+    people(env.db, [person(1), person(2, status="Bogus"), person(3)])
+    runner = env.runner()
+    report = runner.run("contacts")
+    assert (report.counts.created, report.counts.failed) == (2, 1)
+    failure = runner.open_failures("contacts")[0]
+    assert failure["source_key"] == "2"
+    assert "email_status" in failure["error_message"]
+    # Fix the failed row, and also change a healthy one: retry must only send the former.
+    people(env.db, [person(1, first="Changed"), person(2), person(3)])
+    report = runner.retry("contacts")
+    assert (report.counts.created, report.counts.updated, report.planned) == (1, 0, 1)
+    assert runner.open_failures("contacts") == []
+    assert env.contacts()["p1@example.com"]["first_name"] == "Person1"
+    assert runner.plan("contacts").counts.updated == 1
+
+
+def test_max_records_caps_writes_and_the_rest_wait(env: Env):
+    people(env.db, [person(i) for i in range(1, 11)])
+    runner = env.runner()
+    first = runner.run("contacts", RunOptions(max_records=4))
+    assert (first.counts.created, first.planned) == (4, 4)
+    second = runner.run("contacts")
+    assert second.counts.created == 6
+    assert len(env.contacts()) == 10
+
+
+def test_dry_run_changes_nothing(env: Env):
+    people(env.db, [person(i) for i in range(1, 6)])
+    runner = env.runner()
+    plan = runner.plan("contacts")
+    assert (plan.status, plan.counts.created, len(plan.plan_sample)) == ("dry_run", 5, 5)
+    fields = {c.field for c in plan.plan_sample[0].changes}
+    assert {"email", "first_name", "tags", "email_status"} <= fields
+    assert runner.run("contacts", RunOptions(dry_run=True)).status == "dry_run"
+    assert env.writes() == 0
+    assert runner.run_summaries("contacts") == []
+    assert runner.store.audit_rows(sync="contacts") == []
+    assert runner.run("contacts").counts.created == 5
+
+
+def test_missing_api_key_names_the_variable(db: Any):
+    people(db, [person(1)])
+    runner = SyncRunner(project(db), warehouse=db.warehouse)
+    with pytest.raises(ConfigError, match="KIZEN_SYNC_TEST_NO_SUCH_VAR"):
+        runner.run("contacts")
