@@ -19,7 +19,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from sqlalchemy import insert, literal, select, text
+from sqlalchemy import Connection, insert, literal, select, text
 
 from kizen_sync.config import SyncConfig
 from kizen_sync.diff import ChangeDetector
@@ -44,30 +44,42 @@ def sync_config(table: str) -> SyncConfig:
 def seed(url: str, rows: int, schema: str | None) -> None:
     warehouse = Warehouse(url, state_schema=schema)
     q = f"{schema}." if schema else ""
+
+    def sql(conn: Connection, statement: str, params: dict[str, int] | None = None) -> None:
+        # psycopg reads % as a placeholder even without parameters.
+        conn.exec_driver_sql(statement.replace("%", "%%") if schema else statement, params or ())
+
     with warehouse.engine.begin() as conn:
         if schema:
-            conn.exec_driver_sql(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
-            conn.exec_driver_sql(f"CREATE SCHEMA {schema}")
-            conn.exec_driver_sql(
-                f"CREATE TABLE {q}src (id bigint PRIMARY KEY, name text, email text, score numeric(6,2),"
-                " revenue numeric(14,2), seen_at timestamptz, birthday date, active boolean, employees int)"
+            sql(conn, f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+            sql(conn, f"CREATE SCHEMA {schema}")
+            sql(
+                conn,
+                f"CREATE TABLE {q}src (id bigint PRIMARY KEY, name text, email text,"
+                " score numeric(6,2), revenue numeric(14,2), seen_at timestamptz, birthday date,"
+                " active boolean, employees int)",
             )
-            conn.exec_driver_sql(
+            sql(
+                conn,
                 f"INSERT INTO {q}src SELECT g, 'name ' || g, CASE WHEN g % 7 = 0 THEN NULL ELSE"
                 " 'user' || g || '@example.com' END, (g % 1000) / 10.0, g * 1.25,"
-                " timestamptz '2024-01-01' + g * interval '1 minute', date '1980-01-01' + (g % 9000),"
-                f" g % 2 = 0, g % 5000 FROM generate_series(1, {rows}) g"
+                " timestamptz '2024-01-01' + g * interval '1 minute',"
+                " date '1980-01-01' + (g % 9000),"
+                f" g % 2 = 0, g % 5000 FROM generate_series(1, {rows}) g",
             )
         else:
-            conn.exec_driver_sql(
+            sql(
+                conn,
                 "CREATE TABLE src (id INTEGER PRIMARY KEY, name TEXT, email TEXT, score NUMERIC,"
-                " revenue NUMERIC, seen_at TEXT, birthday TEXT, active INTEGER, employees INTEGER)"
+                " revenue NUMERIC, seen_at TEXT, birthday TEXT, active INTEGER, employees INTEGER)",
             )
-            conn.exec_driver_sql(
+            sql(
+                conn,
                 "WITH RECURSIVE g(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM g WHERE n < :rows)"
                 " INSERT INTO src SELECT n, 'name ' || n, CASE WHEN n % 7 = 0 THEN NULL ELSE"
                 " 'user' || n || '@example.com' END, (n % 1000) / 10.0, n * 1.25,"
-                " datetime('2024-01-01', '+' || n || ' minutes'), date('1980-01-01', '+' || (n % 9000) || ' days'),"
+                " datetime('2024-01-01', '+' || n || ' minutes'),"
+                " date('1980-01-01', '+' || (n % 9000) || ' days'),"
                 " n % 2, n % 5000 FROM g",
                 {"rows": rows},
             )
@@ -89,15 +101,17 @@ def seed(url: str, rows: int, schema: str | None) -> None:
                 ),
             )
         )
-        conn.exec_driver_sql(f"UPDATE {q}src SET name = name || ' (edited)' WHERE id % 200 = 1")
-        conn.exec_driver_sql(f"DELETE FROM {q}src WHERE id % 500 = 2")
+        sql(conn, f"UPDATE {q}src SET name = name || ' (edited)' WHERE id % 200 = 1")
+        sql(conn, f"DELETE FROM {q}src WHERE id % 500 = 2")
         new = rows * 3 // 1000
-        conn.exec_driver_sql(
+        sql(
+            conn,
             f"INSERT INTO {q}src (id, name, email, score, active, employees)"
-            f" SELECT id + {rows}, name, email, score, active, employees FROM {q}src WHERE id <= {new}"
+            f" SELECT id + {rows}, name, email, score, active, employees"
+            f" FROM {q}src WHERE id <= {new}",
         )
         if schema:
-            conn.exec_driver_sql(f"ANALYZE {q}src")
+            sql(conn, f"ANALYZE {q}src")
     warehouse.dispose()
 
 
@@ -119,7 +133,7 @@ def measure(url: str, schema: str | None, mode: str) -> dict[str, float]:
         counts = detector.counts()
         out.update(new=counts.new, changed=counts.changed, deleted=counts.deleted)
     elif mode == "stream":
-        out["rows"] = sum(len(chunk) for chunk in detector.iter_changes(chunk_size=1000))
+        out["changed_rows"] = sum(len(c) for c in detector.iter_changes(chunk_size=1000))
     elif mode == "keycheck":
         detector.source.check_keys()
     elif mode == "scan":
@@ -128,11 +142,11 @@ def measure(url: str, schema: str | None, mode: str) -> dict[str, float]:
             result = conn.execution_options(stream_results=True, yield_per=1000).exec_driver_sql(
                 f"SELECT {cols} FROM {q}src"
             )
-            out["rows"] = sum(len(p) for p in result.partitions())
+            out["scanned_rows"] = sum(len(p) for p in result.partitions())
     elif mode == "scan_in_db":
         cols = " || ".join(f"coalesce(CAST({c} AS TEXT), '')" for c in COLUMNS)
         with warehouse.engine.connect() as conn:
-            out["rows"] = conn.exec_driver_sql(
+            out["distinct_rows"] = conn.exec_driver_sql(
                 f"SELECT count(DISTINCT {cols}) FROM {q}src"
             ).scalar_one()
     out["seconds"] = round(time.perf_counter() - started, 3)

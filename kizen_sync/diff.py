@@ -54,7 +54,7 @@ from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.sql.functions import FunctionElement
-from sqlalchemy.sql.selectable import Join, Subquery
+from sqlalchemy.sql.selectable import FromClause, Subquery
 from sqlalchemy.types import NullType
 
 from kizen_sync.config import SyncConfig
@@ -70,7 +70,13 @@ _KEYS_PER_QUERY = 5000  # `only_keys` are sent as bound parameters, in batches o
 
 
 class RowHash(FunctionElement[str]):
-    """md5 hex digest of a text (SQLite: the ``kizen_md5`` function the Warehouse registers)."""
+    """md5 hex digest of its arguments joined by chr(31).
+
+    The parts are passed as a flat argument list rather than one long ``a || sep || b``
+    chain: SQLAlchemy parenthesises each ``||``, and SQLite's parser overflows its stack on
+    the resulting nesting once a sync maps twenty-odd columns. SQLite uses the variadic
+    ``kizen_md5`` function the Warehouse registers; other dialects ``md5(concat_ws(...))``.
+    """
 
     type = Text()
     inherit_cache = True
@@ -79,7 +85,7 @@ class RowHash(FunctionElement[str]):
 
 @compiles(RowHash)
 def _hash_default(element: RowHash, compiler: SQLCompiler, **kw: Any) -> str:
-    return f"md5({compiler.process(element.clauses, **kw)})"
+    return f"md5(concat_ws(chr({_SEP}), {compiler.process(element.clauses, **kw)}))"
 
 
 @compiles(RowHash, "sqlite")
@@ -158,6 +164,15 @@ def fingerprint_columns(sync: SyncConfig) -> list[str]:
 
 
 @dataclass(frozen=True)
+class _Part:
+    """One query of a diff: what to select from, and the predicate of each change kind."""
+
+    source: FromClause
+    predicates: dict[str, ColumnElement[bool]]
+    subqueries: tuple[Subquery | None, Subquery]
+
+
+@dataclass(frozen=True)
 class DiffCounts:
     """What a diff would find, computed with SQL aggregates only.
 
@@ -220,10 +235,7 @@ class ChangeDetector:
             )
             for c in fingerprint_columns(self.sync)
         ]
-        joined: ColumnElement[str] = parts[0]
-        for part in parts[1:]:
-            joined = joined.op("||")(Char(_SEP)).op("||")(part)
-        return RowHash(joined)
+        return RowHash(*parts)
 
     def fingerprint_query(self, partition: Partition | None = None) -> Select[str, str]:
         """``SELECT source_key, fingerprint`` over the source (for inspection and tests)."""
@@ -240,8 +252,8 @@ class ChangeDetector:
         keys: Sequence[str] | None,
         *,
         with_rows: bool,
-    ) -> tuple[Join, tuple[Subquery, Subquery], dict[str, ColumnElement[bool]]]:
-        """The source/state subqueries and the SQL predicates of each change kind."""
+    ) -> list[_Part]:
+        """The joins to run and the SQL predicates of each change kind in them."""
         source, state = self.source, self.store.tables.state
         key = source.key_expr()
         src_cols: list[ColumnElement[Any]] = [key.label("k"), self.fingerprint_expr().label("fp")]
@@ -271,22 +283,49 @@ class ChangeDetector:
             st_q = st_q.where(state.c.source_key.in_(keys))
         src, st = src_q.subquery("src"), st_q.subquery("st")
         windowed = partition is not None and not partition.buckets
-        joined = src.join(st, src.c.k == st.c.source_key, isouter=windowed, full=not windowed)
+        # PostgreSQL answers the FULL OUTER JOIN with one hash join. SQLite would run it as a
+        # nested loop over two subqueries (quadratic), so there the source side is a LEFT JOIN
+        # that uses the state primary key, and vanished keys come from an EXCEPT (sorted).
+        split = self.warehouse.dialect == "sqlite"
+        joined = src.join(
+            st, src.c.k == st.c.source_key, isouter=windowed or split, full=not (windowed or split)
+        )
 
         has_src, has_st = src.c.k.is_not(None), st.c.source_key.is_not(None)
         gone: ColumnElement[bool] = src.c.sd == 1 if soft is not None else false()
         live = and_(has_src, not_(gone)) if soft is not None else has_src
         archived = st.c.archived == true()
         same = and_(st.c.fingerprint.is_not(None), st.c.fingerprint == src.c.fp)
-        predicates = {
-            "new": and_(live, not_(has_st)),
-            "changed": and_(live, has_st, or_(archived, not_(same))),
-            "deleted": and_(has_st, not_(archived), or_(not_(has_src), and_(has_src, gone))),
-            "unchanged": and_(live, has_st, not_(archived), same),
-            "synced": and_(has_st, not_(archived)),
-            "source_rows": has_src,
-        }
-        return joined, (src, st), predicates
+        parts = [
+            _Part(
+                joined,
+                {
+                    "new": and_(live, not_(has_st)),
+                    "changed": and_(live, has_st, or_(archived, not_(same))),
+                    "deleted": and_(
+                        has_st, not_(archived), or_(not_(has_src), and_(has_src, gone))
+                    ),
+                    "unchanged": and_(live, has_st, not_(archived), same),
+                    "synced": and_(has_st, not_(archived)),
+                    "source_rows": has_src,
+                },
+                (src, st),
+            )
+        ]
+        if split and not windowed:
+            vanished = select(st_q.subquery("st_keys").c.source_key).except_(
+                select(src_q.subquery("src_keys").c.k)
+            )
+            gone_st = st_q.where(state.c.source_key.in_(vanished)).subquery("st")
+            alive = gone_st.c.archived != true()
+            parts.append(
+                _Part(
+                    gone_st,
+                    {"deleted": alive, "synced": alive},
+                    (None, gone_st),
+                )
+            )
+        return parts
 
     # --- public API --------------------------------------------------------------------------
 
@@ -299,17 +338,15 @@ class ChangeDetector:
             ("new", "changed", "deleted", "unchanged", "synced", "source_rows"), 0
         )
         for keys in _batches(only_keys):
-            joined, _, predicates = self._diff(partition, keys, with_rows=False)
-            stmt = select(
-                *(
+            for part in self._diff(partition, keys, with_rows=False):
+                sums = [
                     func.coalesce(func.sum(case((p, 1), else_=0)), 0).label(n)
-                    for n, p in predicates.items()
-                )
-            ).select_from(joined)
-            with self.warehouse.connect() as conn:
-                row = conn.execute(stmt).one()
-            for name in totals:
-                totals[name] += int(row._mapping[name])
+                    for n, p in part.predicates.items()
+                ]
+                with self.warehouse.connect() as conn:
+                    row = conn.execute(select(*sums).select_from(part.source)).one()
+                for name, value in row._mapping.items():
+                    totals[str(name)] += int(value)
         return DiffCounts(**totals)
 
     def iter_changes(
@@ -332,16 +369,21 @@ class ChangeDetector:
         self._prepare(partition)
         names = self.source.row_columns
         for keys in _batches(only_keys):
-            joined, (src, st), p = self._diff(partition, keys, with_rows=True)
-            changed = or_(p["changed"], p["unchanged"]) if full_refresh else p["changed"]
-            kind = case(
-                (p["new"], _lit(ChangeKind.NEW.value)),
-                (changed, _lit(ChangeKind.CHANGED.value)),
-                (p["deleted"], _lit(ChangeKind.DELETED.value)),
-            ).label("kind")
-            inner = select(kind, src, st).select_from(joined).subquery("d")
-            stmt = select(inner).where(inner.c.kind.is_not(None))
-            yield from self._stream(stmt, names, chunk_size)
+            for part in self._diff(partition, keys, with_rows=True):
+                p = part.predicates
+                whens = [
+                    (p[k.value], _lit(k.value))
+                    for k in (ChangeKind.NEW, ChangeKind.DELETED)
+                    if k.value in p
+                ]
+                if "changed" in p:
+                    changed = or_(p["changed"], p["unchanged"]) if full_refresh else p["changed"]
+                    whens.append((changed, _lit(ChangeKind.CHANGED.value)))
+                kind = case(*whens).label("kind")
+                inner = select(kind, *(q for q in part.subqueries if q is not None))
+                inner_q = inner.select_from(part.source).subquery("d")
+                stmt = select(inner_q).where(inner_q.c.kind.is_not(None))
+                yield from self._stream(stmt, names, chunk_size)
 
     def _stream(
         self, stmt: Select[Any], names: list[str], chunk_size: int

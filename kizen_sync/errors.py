@@ -27,8 +27,9 @@ No error ever carries the API key: messages are built from safe attributes only.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 __all__ = [
@@ -128,9 +129,7 @@ class ConfigError(FatalError):
         self.problems = list(problems)
         where = f" in {source}" if source else ""
         lines = "\n".join(f"  - {p}" for p in self.problems)
-        super().__init__(
-            f"{len(self.problems)} problem(s){where}:\n{lines}", source=source
-        )
+        super().__init__(f"{len(self.problems)} problem(s){where}:\n{lines}", source=source)
 
 
 class SourceError(FatalError):
@@ -158,7 +157,7 @@ class FieldError:
 
     index: int
     field: str | None
-    messages: dict[str, list[str]] = field(default_factory=dict)
+    messages: dict[str, list[str]] = dataclasses.field(default_factory=dict)
 
     def text(self) -> str:
         """All messages for this entry as one line."""

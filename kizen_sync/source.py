@@ -160,10 +160,12 @@ def bucket_of(key: str, buckets: int) -> int:
     )
 
 
-def _sqlite_md5(value: str | None) -> str | None:
-    if value is None:
+def _sqlite_md5(*parts: str | None) -> str | None:
+    # Variadic: the parts of a row's canonical text, joined by chr(31) as in md5(concat_ws).
+    if any(part is None for part in parts):
         return None
-    return hashlib.md5(value.encode("utf-8"), usedforsecurity=False).hexdigest()
+    joined = "\x1f".join(parts)  # type: ignore[arg-type]
+    return hashlib.md5(joined.encode("utf-8"), usedforsecurity=False).hexdigest()
 
 
 def _sqlite_bucket(key: str | None, buckets: int) -> int | None:
@@ -292,7 +294,7 @@ class Warehouse:
         if record.info.get(_READY):
             return
         if self.dialect == "sqlite":
-            dbapi_conn.create_function("kizen_md5", 1, _sqlite_md5, deterministic=True)
+            dbapi_conn.create_function("kizen_md5", -1, _sqlite_md5, deterministic=True)
             dbapi_conn.create_function("kizen_bucket", 2, _sqlite_bucket, deterministic=True)
             database = self.engine.url.database or ""
             if database not in ("", ":memory:") and "mode=memory" not in database:

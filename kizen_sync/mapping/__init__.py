@@ -25,14 +25,15 @@ import json
 from collections.abc import Callable, Mapping
 from decimal import Decimal
 from typing import Any
+from uuid import UUID
 
 from kizen_sync.config import FieldMapping
 from kizen_sync.errors import MappingError
 from kizen_sync.mapping import references, scalars
-from kizen_sync.mapping._base import Context, Problem, is_blank, plain, show, text_of
+from kizen_sync.mapping.common import UUID_RE, Context, Problem, is_blank, plain, show, text_of
 from kizen_sync.schema import OPTION_TYPES, FieldSchema
 
-__all__ = ["canonical_from_read", "coerce", "hash_values", "to_wire"]
+__all__ = ["canonical_from_read", "coerce", "hash_values", "record_id", "to_wire"]
 
 _Coercer = Callable[[Context, Any], Any]
 
@@ -113,6 +114,25 @@ def coerce(
         return _canonical(ctx, raw)
     except Problem as exc:
         raise MappingError(column=spec.column, field=field.name, problem=str(exc)) from None
+
+
+def record_id(column: str, raw: Any) -> str | None:
+    """The Kizen record UUID a source column holds (lower case), ``None`` when NULL.
+
+    Raises:
+        MappingError: the value is not a UUID; ``field`` is ``"id"`` (the record's id).
+    """
+    value = plain(raw)
+    if is_blank(value):
+        return None
+    text = str(value).strip() if isinstance(value, str | UUID) else ""
+    if not UUID_RE.match(text):
+        raise MappingError(
+            column=column,
+            field="id",
+            problem=f"{show(value)} is not a Kizen record id (a UUID)",
+        )
+    return text.lower()
 
 
 def _json_number(canonical: str) -> int | float:

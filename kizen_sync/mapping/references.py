@@ -14,7 +14,15 @@ from collections.abc import Callable
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from kizen_sync.mapping._base import Context, Problem, is_blank, plain, show, text_of, uuid_of
+from kizen_sync.mapping.common import (
+    Context,
+    Problem,
+    is_blank,
+    plain,
+    show,
+    text_of,
+    uuid_of,
+)
 from kizen_sync.mapping.scalars import whole_number
 from kizen_sync.schema import FieldSchema
 

@@ -1,8 +1,8 @@
 """Coercion of single-valued, value-typed fields: text, email, phone, numbers, dates, checkbox.
 
-Each function takes the :class:`~kizen_sync.mapping._base.Context` and a non-blank raw value
+Each function takes the :class:`~kizen_sync.mapping.common.Context` and a non-blank raw value
 (numpy scalars already turned into Python values) and returns the canonical form, or raises
-:class:`~kizen_sync.mapping._base.Problem`. Canonical forms are JSON-native and stable, so a
+:class:`~kizen_sync.mapping.common.Problem`. Canonical forms are JSON-native and stable, so a
 value read back from ``sync_state.values_json`` compares equal to a fresh coercion:
 
 =============  ====================================================================
@@ -28,7 +28,7 @@ from zoneinfo import ZoneInfo
 import phonenumbers
 from email_validator import EmailNotValidError, validate_email
 
-from kizen_sync.mapping._base import Context, Problem, show
+from kizen_sync.mapping.common import Context, Problem, show
 
 __all__ = [
     "INT_MAX",

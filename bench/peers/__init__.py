@@ -1,0 +1,1 @@
+"""What people use instead of kizen-sync, written the way they usually write it."""

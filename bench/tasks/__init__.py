@@ -1,0 +1,1 @@
+"""Measurements run inside :mod:`bench.worker` processes."""

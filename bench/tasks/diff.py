@@ -1,0 +1,101 @@
+"""Change detection and the plain scans it is compared with, each in a fresh process.
+
+``diff`` is what an incremental run pays before the first request: ``ChangeDetector.counts``
+(SQL aggregates, used by the guards) plus iterating ``iter_changes`` to the end (the changed
+rows, streamed through a server-side cursor). Both include the primary-key uniqueness check
+the detector runs before every diff, because a real run pays it too.
+
+``scan`` reads the same columns without any diff, two ways:
+
+* ``stream``: ``SELECT pk, mapped columns FROM source`` streamed to the client in chunks of
+  1,000 through a server-side cursor. This is the least any connector that diffs (or just
+  sends) in Python must do every run, so it is the baseline of the "within 2x" target.
+* ``aggregate``: ``count(*)`` and ``max()`` of every mapped column, computed in the database:
+  the bare cost of reading the table, with no transfer. Stricter, reported alongside.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from bench.fixtures import COLUMNS
+from bench.memory import rss_mib, vm_hwm_mib
+
+__all__ = ["diff", "scan"]
+
+
+def diff(params: dict[str, Any]) -> dict[str, Any]:
+    """Counts + full change stream of ``params['sync']`` against its state."""
+    from kizen_sync.config import SyncConfig
+    from kizen_sync.diff import ChangeDetector
+    from kizen_sync.source import Warehouse
+
+    sync = SyncConfig.model_validate(params["sync"])
+    warehouse = Warehouse(params["url"])
+    try:
+        detector = ChangeDetector(warehouse, sync)
+        detector.store.ensure_schema()
+        rss_before = rss_mib()
+        t0 = time.perf_counter()
+        counts = detector.counts()
+        t1 = time.perf_counter()
+        kinds: dict[str, int] = {}
+        for chunk in detector.iter_changes(chunk_size=int(params.get("chunk_size", 1000))):
+            for change in chunk:
+                kinds[change.kind.value] = kinds.get(change.kind.value, 0) + 1
+        t2 = time.perf_counter()
+    finally:
+        warehouse.dispose()
+    return {
+        "counts": {
+            "new": counts.new,
+            "changed": counts.changed,
+            "deleted": counts.deleted,
+            "unchanged": counts.unchanged,
+            "synced": counts.synced,
+        },
+        "streamed": kinds,
+        "counts_s": t1 - t0,
+        "stream_s": t2 - t1,
+        "diff_s": t2 - t0,
+        "rss_before_mib": rss_before,
+        "peak_rss_mib": vm_hwm_mib(),
+    }
+
+
+def scan(params: dict[str, Any]) -> dict[str, Any]:
+    """A plain read of ``id`` + the mapped columns of ``params['table']`` (see module doc)."""
+    from sqlalchemy import create_engine
+
+    table, mode = params["table"], params["mode"]
+    engine = create_engine(params["url"])
+    cols = list(COLUMNS)
+    rss_before = rss_mib()
+    try:
+        with engine.connect() as conn:
+            t0 = time.perf_counter()
+            if mode == "stream":
+                result = conn.execution_options(stream_results=True, yield_per=1000)
+                rows = sum(
+                    len(part)
+                    for part in result.exec_driver_sql(
+                        f"SELECT id, {', '.join(cols)} FROM {table}"
+                    ).partitions()
+                )
+            elif mode == "aggregate":
+                aggregates = ", ".join(f"max({c})" for c in cols)
+                rows = int(
+                    conn.exec_driver_sql(f"SELECT count(*), {aggregates} FROM {table}").first()[0]
+                )
+            else:
+                raise ValueError(f"unknown scan mode {mode!r}")
+            elapsed = time.perf_counter() - t0
+    finally:
+        engine.dispose()
+    return {
+        "rows": rows,
+        "scan_s": elapsed,
+        "rss_before_mib": rss_before,
+        "peak_rss_mib": vm_hwm_mib(),
+    }

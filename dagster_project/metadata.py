@@ -1,0 +1,225 @@
+"""Run reports, plans and open failures rendered as Dagster metadata.
+
+Everything a person needs to judge a run without reading code or SQL: the counts as integers
+(plottable across materializations), a short markdown summary, a sample of what failed and
+the records still failing, with where to look next.
+"""
+
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+import dagster as dg
+
+from kizen_sync.config import SyncConfig
+from kizen_sync.engine.runner import GuardReport
+from kizen_sync.models import PlannedOp, RunReport
+
+__all__ = [
+    "OPEN_FAILURES_SHOWN",
+    "guard_metadata",
+    "open_failures_table",
+    "plan_metadata",
+    "run_metadata",
+]
+
+#: Open failures listed on each materialization (newest first); the view holds them all.
+OPEN_FAILURES_SHOWN = 100
+_MESSAGE_CHARS = 300
+
+_OPEN_FAILURE_COLUMNS = (
+    dg.TableColumn("sync", "string"),
+    dg.TableColumn("source_key", "string", description="Primary key of the warehouse row."),
+    dg.TableColumn("kizen_id", "string", description="Kizen record id, when known."),
+    dg.TableColumn("operation", "string", description="create, update or archive."),
+    dg.TableColumn("error", "string", description="Error class and Kizen's message."),
+    dg.TableColumn("age", "string", description="Time since the record first failed."),
+    dg.TableColumn("failed_runs", "int", description="Runs that failed it since its last success."),
+)
+_FAILURE_COLUMNS = (
+    dg.TableColumn("source_key", "string"),
+    dg.TableColumn("kizen_id", "string"),
+    dg.TableColumn("operation", "string"),
+    dg.TableColumn("error", "string"),
+)
+_PLAN_COLUMNS = (
+    dg.TableColumn("operation", "string"),
+    dg.TableColumn("source_key", "string"),
+    dg.TableColumn("kizen_id", "string"),
+    dg.TableColumn("fields", "string", description="Fields the write would change."),
+)
+
+
+def _short(text: Any) -> str:
+    value = "" if text is None else str(text)
+    return value if len(value) <= _MESSAGE_CHARS else value[: _MESSAGE_CHARS - 1] + "…"
+
+
+def _error(row: Mapping[str, Any], message_key: str) -> str:
+    parts = [str(row[k]) for k in ("error_class",) if row.get(k)]
+    if row.get(message_key):
+        parts.append(str(row[message_key]))
+    return _short(": ".join(parts))
+
+
+def _age(since: datetime | None, now: datetime) -> str:
+    if since is None:
+        return ""
+    seconds = max(0, int((now - since).total_seconds()))
+    days, rest = divmod(seconds, 86_400)
+    hours, rest = divmod(rest, 3_600)
+    minutes, seconds = divmod(rest, 60)
+    if days:
+        return f"{days}d {hours}h"
+    if hours:
+        return f"{hours}h {minutes}m"
+    return f"{minutes}m {seconds}s" if minutes else f"{seconds}s"
+
+
+def open_failures_table(rows: Iterable[Mapping[str, Any]]) -> dg.TableMetadataValue:
+    """Rows of the ``open_failures`` view as a table: sync, key, Kizen id, error, age."""
+    now = datetime.now(UTC)
+    records = [
+        dg.TableRecord(
+            {
+                "sync": row["sync_name"],
+                "source_key": row["source_key"],
+                "kizen_id": row.get("kizen_id"),
+                "operation": row.get("operation"),
+                "error": _error(row, "error_message"),
+                "age": _age(row.get("first_failed_at"), now),
+                "failed_runs": row.get("failed_runs"),
+            }
+        )
+        for row in rows
+    ]
+    return dg.MetadataValue.table(records, schema=dg.TableSchema(list(_OPEN_FAILURE_COLUMNS)))
+
+
+def _failures_table(failures: Sequence[Mapping[str, Any]]) -> dg.TableMetadataValue:
+    records = [
+        dg.TableRecord(
+            {
+                "source_key": f.get("source_key"),
+                "kizen_id": f.get("kizen_id"),
+                "operation": f.get("operation"),
+                "error": _error(f, "message"),
+            }
+        )
+        for f in failures
+    ]
+    return dg.MetadataValue.table(records, schema=dg.TableSchema(list(_FAILURE_COLUMNS)))
+
+
+def _plan_table(ops: Sequence[PlannedOp]) -> dg.TableMetadataValue:
+    records = [
+        dg.TableRecord(
+            {
+                "operation": op.op.value,
+                "source_key": op.source_key,
+                "kizen_id": op.kizen_id,
+                "fields": _short(", ".join(op.changed_fields) or (op.error or "")),
+            }
+        )
+        for op in ops
+    ]
+    return dg.MetadataValue.table(records, schema=dg.TableSchema(list(_PLAN_COLUMNS)))
+
+
+def _counts_row(counts: Mapping[str, int]) -> str:
+    head = " | ".join(counts)
+    rule = " | ".join("---:" for _ in counts)
+    values = " | ".join(str(v) for v in counts.values())
+    return f"| {head} |\n| {rule} |\n| {values} |"
+
+
+def run_metadata(
+    report: RunReport, sync: SyncConfig, open_failures: Sequence[Mapping[str, Any]]
+) -> dict[str, Any]:
+    """Metadata of one applied run: counts, summary, failure sample and open failures.
+
+    ``dagster/row_count`` is the number of records Kizen confirmed this run (created,
+    updated or archived).
+    """
+    counts = report.counts.as_dict()
+    written = report.counts.created + report.counts.updated + report.counts.archived
+    prefix = "would be " if report.status == "dry_run" else ""
+    lines = [
+        f"**{sync.name}** ({sync.object}): {report.status}"
+        + (f", partition `{report.partition_key}`" if report.partition_key else ""),
+        "",
+        _counts_row(counts),
+        "",
+        f"{report.planned} records {prefix}written with {report.requests} requests; "
+        f"audit rows under run id `{report.run_id}`.",
+    ]
+    if report.counts.failed:
+        lines += [
+            "",
+            f"{report.counts.failed} record(s) failed ({report.failure_rate:.0%}; the run fails "
+            f"above {sync.failure_threshold:.0%}). They are re-sent on the next run, or now by "
+            f"job `{sync.name}_retry_failed`; see `failures_sample` and `open_failures`.",
+        ]
+    if report.message:
+        lines += ["", _short(report.message)]
+    metadata: dict[str, Any] = {
+        **{k: dg.MetadataValue.int(v) for k, v in counts.items()},
+        "dagster/row_count": dg.MetadataValue.int(written),
+        "planned": dg.MetadataValue.int(report.planned),
+        "requests": dg.MetadataValue.int(report.requests),
+        "failure_rate": dg.MetadataValue.float(report.failure_rate),
+        "status": report.status,
+        "audit_run_id": report.run_id,
+        "summary": dg.MetadataValue.md("\n".join(lines)),
+        "open_failures": open_failures_table(open_failures),
+    }
+    if report.failures:
+        metadata["failures_sample"] = _failures_table(report.failures)
+    if report.partition_key:
+        metadata["partition"] = report.partition_key
+    return metadata
+
+
+def guard_metadata(guard: GuardReport) -> dict[str, Any]:
+    """The numbers behind both pre-flight guards."""
+    return {
+        "would_archive": dg.MetadataValue.int(guard.would_archive),
+        "synced": dg.MetadataValue.int(guard.synced),
+        "archive_fraction": dg.MetadataValue.float(guard.archive_fraction),
+        "max_archive_fraction": dg.MetadataValue.float(guard.max_archive_fraction),
+        "rejected": dg.MetadataValue.int(guard.reject_count),
+        "reject_rate": dg.MetadataValue.float(guard.reject_rate),
+        "max_reject_rate": dg.MetadataValue.float(guard.max_reject_rate),
+    }
+
+
+def plan_metadata(report: RunReport, guard: GuardReport, sync: SyncConfig) -> dict[str, Any]:
+    """Metadata of a plan: what the next apply would do, record by record for a sample."""
+    c = report.counts
+    would = {
+        "would_create": c.created,
+        "would_update": c.updated,
+        "would_archive": c.archived,
+        "unchanged": c.unchanged,
+        "noop": c.noop,
+        "rejected": c.failed,
+    }
+    verdict = "guards pass" if guard.passed else f"**blocked**: {_short(guard.message)}"
+    summary = "\n".join(
+        [
+            f"**{sync.name}** ({sync.object}) plan: {verdict}",
+            "",
+            _counts_row(would),
+            "",
+            f"{guard.synced} records are in sync today; archiving {guard.would_archive} is "
+            f"{guard.archive_fraction:.0%} (limit {guard.max_archive_fraction:.0%}).",
+        ]
+    )
+    return {
+        **{k: dg.MetadataValue.int(v) for k, v in would.items()},
+        "dagster/row_count": dg.MetadataValue.int(report.planned),
+        "planned": dg.MetadataValue.int(report.planned),
+        "synced": dg.MetadataValue.int(guard.synced),
+        "summary": dg.MetadataValue.md(summary),
+        "plan_sample": _plan_table(report.plan_sample),
+    }

@@ -1,0 +1,60 @@
+"""Run configuration shown in the launchpad; each maps onto `kizen_sync.models.RunOptions`."""
+
+import dagster as dg
+from pydantic import Field
+
+from kizen_sync.models import Partition, RunOptions
+
+__all__ = ["BackfillRunConfig", "SyncRunConfig"]
+
+
+class SyncRunConfig(dg.Config):
+    """Options of one incremental sync run (asset ``kizen/<sync>``)."""
+
+    dry_run: bool = Field(
+        default=False,
+        description="Plan only: show what would be sent; nothing is sent, no state is written.",
+    )
+    full_refresh: bool = Field(
+        default=False,
+        description="Compare every mapped field of every row with Kizen's last confirmed "
+        "values and re-send differences, instead of trusting the row fingerprints.",
+    )
+    max_records: int | None = Field(
+        default=None, ge=1, description="Cap on records written this run; the rest wait."
+    )
+    only_failed: bool = Field(
+        default=False,
+        description="Re-send only the records whose last attempt failed (job <sync>_retry_failed).",
+    )
+
+    def options(self, run_id: str) -> RunOptions:
+        """The library's options, with the Dagster run id as the audit run id."""
+        return RunOptions(
+            dry_run=self.dry_run,
+            full_refresh=self.full_refresh,
+            max_records=self.max_records,
+            only_failed=self.only_failed,
+            run_id=run_id,
+        )
+
+
+class BackfillRunConfig(dg.Config):
+    """Options of a backfill run (asset ``kizen/<sync>_backfill``); always a full refresh."""
+
+    dry_run: bool = Field(
+        default=False, description="Plan only: nothing is sent, no state is written."
+    )
+    max_records: int | None = Field(
+        default=None, ge=1, description="Cap on records written per partition; the rest wait."
+    )
+
+    def options(self, run_id: str, partition: Partition) -> RunOptions:
+        """Full-refresh options for one partition, audit rows tagged with its key."""
+        return RunOptions(
+            dry_run=self.dry_run,
+            full_refresh=True,
+            max_records=self.max_records,
+            partition=partition,
+            run_id=run_id,
+        )

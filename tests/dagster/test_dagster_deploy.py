@@ -1,0 +1,72 @@
+"""deploy/dagster.yaml: a Dagster instance whose runs are stored in PostgreSQL."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import dagster as dg
+import pytest
+from sqlalchemy import create_engine, text
+from sqlalchemy.exc import OperationalError
+
+DEPLOY_CONFIG = Path(__file__).parents[2] / "deploy" / "dagster.yaml"
+SERVER_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
+DAGSTER_PG_URL = "postgresql://postgres@127.0.0.1:5432/dagster_test"
+
+
+@pytest.fixture
+def pg_dagster_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """$DAGSTER_HOME holding deploy/dagster.yaml as is, its URL pointed at `dagster_test`."""
+    engine = create_engine(SERVER_URL, isolation_level="AUTOCOMMIT")
+    try:
+        with engine.connect() as conn:
+            exists = conn.execute(
+                text("SELECT 1 FROM pg_database WHERE datname = 'dagster_test'")
+            ).scalar()
+            if not exists:
+                conn.execute(text("CREATE DATABASE dagster_test"))
+    except OperationalError as exc:
+        pytest.skip(f"PostgreSQL not reachable: {exc.orig}")
+    finally:
+        engine.dispose()
+    shutil.copy(DEPLOY_CONFIG, tmp_path / "dagster.yaml")
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path))
+    monkeypatch.setenv("DAGSTER_PG_URL", DAGSTER_PG_URL)
+    yield tmp_path
+
+
+@dg.op
+def hello() -> str:
+    return "hello"
+
+
+@dg.job
+def small_job() -> None:
+    hello()
+
+
+@pytest.mark.postgres
+def test_runs_are_recorded_in_postgres(pg_dagster_home: Path) -> None:
+    instance = dg.DagsterInstance.get()
+    try:
+        pools = instance.get_concurrency_config().pool_config
+        assert pools.default_pool_limit == 1
+
+        result = small_job.execute_in_process(instance=instance)
+
+        assert result.success
+        assert type(instance.run_storage).__name__ == "PostgresRunStorage"
+        assert instance.get_run_by_id(result.run_id) is not None
+    finally:
+        instance.dispose()
+    engine = create_engine(DAGSTER_PG_URL.replace("postgresql://", "postgresql+psycopg://"))
+    try:
+        with engine.connect() as conn:
+            stored = conn.execute(
+                text("SELECT status FROM runs WHERE run_id = :id"), {"id": result.run_id}
+            ).scalar()
+    finally:
+        engine.dispose()
+    assert stored == "SUCCESS"
