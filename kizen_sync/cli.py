@@ -220,6 +220,10 @@ def cli(verbose: bool) -> None:
         handlers=[RichHandler(console=err, show_path=False)],
         force=True,
     )
+    # httpx logs every request URL at INFO, and lookup URLs carry identifiers (e-mail
+    # addresses): keep the transport quiet; kizen_sync's own loggers report retries.
+    for name in ("httpx", "httpcore"):
+        logging.getLogger(name).setLevel(logging.WARNING)
 
 
 config_option = click.option(

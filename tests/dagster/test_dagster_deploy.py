@@ -13,7 +13,7 @@ from sqlalchemy.exc import OperationalError
 
 DEPLOY_CONFIG = Path(__file__).parents[2] / "deploy" / "dagster.yaml"
 SERVER_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
-DAGSTER_PG_URL = "postgresql://postgres@127.0.0.1:5432/dagster_test"
+DAGSTER_PG_URL = "postgresql+psycopg2://postgres@127.0.0.1:5432/dagster_test"
 
 
 @pytest.fixture
@@ -61,7 +61,7 @@ def test_runs_are_recorded_in_postgres(pg_dagster_home: Path) -> None:
         assert instance.get_run_by_id(result.run_id) is not None
     finally:
         instance.dispose()
-    engine = create_engine(DAGSTER_PG_URL.replace("postgresql://", "postgresql+psycopg://"))
+    engine = create_engine(DAGSTER_PG_URL)
     try:
         with engine.connect() as conn:
             stored = conn.execute(

@@ -1,0 +1,177 @@
+"""What the code location shows: assets, checks, partitions, jobs, schedules, resources."""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+import pytest
+import yaml
+
+from dagster_project.build import build_definitions
+from dagster_project.partitions import partition_for_key
+from dagster_project.settings import backfill_policy_from_env, sync_file_path
+from kizen_sync.config import load_config
+from kizen_sync.demo import write_sync_file
+from kizen_sync.errors import ConfigError
+
+
+def demo_file(tmp_path: Path, **changes: Any) -> Path:
+    """The demo sync file; ``changes`` maps a sync name to keys merged into that sync."""
+    path = write_sync_file(tmp_path, tmp_path / "warehouse.db")
+    data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    for sync in data["syncs"]:
+        sync.update(changes.get(sync["name"], {}))
+        if "source" in changes.get(sync["name"], {}):
+            sync["source"] = changes[sync["name"]]["source"]
+    path.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
+    return path
+
+
+@pytest.fixture
+def defs(tmp_path: Path) -> dg.Definitions:
+    return build_definitions(
+        demo_file(
+            tmp_path,
+            contacts={
+                "owners": ["team:crm", "ops@example.com"],
+                "schedule": "*/15 * * * *",
+                "partitions": {"start": "2024-03-01"},
+            },
+            accounts={
+                "group": "revenue",
+                "source": {"table": "crm_accounts", "primary_key": ["account_id"]},
+                "partitions": {"buckets": 4},
+            },
+        )
+    )
+
+
+def test_definitions_load(defs: dg.Definitions) -> None:
+    dg.Definitions.validate_loadable(defs)
+
+
+def test_assets_describe_themselves(defs: dg.Definitions) -> None:
+    for name in ("contacts_plan", "contacts", "contacts_backfill"):
+        key = dg.AssetKey(["kizen", name])
+        spec = next(iter(defs.resolve_assets_def(key).specs))
+        assert spec.group_name == "kizen"
+        assert spec.kinds == {"kizen", "sqlite"}
+        assert spec.owners == ["team:crm", "ops@example.com"]
+        assert "CRM contacts from the warehouse" in (spec.description or "")
+    accounts = next(iter(defs.resolve_assets_def(dg.AssetKey(["kizen", "accounts"])).specs))
+    assert accounts.group_name == "revenue"
+    for name in ("contacts", "contacts_backfill"):
+        op = defs.resolve_assets_def(dg.AssetKey(["kizen", name])).op
+        assert op.pool == "kizen_api"
+
+
+def test_guards_are_blocking_checks_on_the_plan(defs: dg.Definitions) -> None:
+    plan = defs.resolve_assets_def(dg.AssetKey(["kizen", "contacts_plan"]))
+    specs = {spec.name: spec for spec in plan.check_specs}
+    assert set(specs) == {"contacts_mass_archive_guard", "contacts_reject_rate_guard"}
+    assert all(spec.blocking for spec in specs.values())
+    graph = defs.resolve_asset_graph()
+    names = {key.name for key in graph.asset_check_keys if key.asset_key.path[-1] == "contacts"}
+    assert names == {"contacts_failure_rate", "contacts_failures_left_open"}
+
+
+def test_partitions_by_cursor_window_or_key_bucket(defs: dg.Definitions) -> None:
+    contacts = defs.resolve_assets_def(dg.AssetKey(["kizen", "contacts_backfill"]))
+    daily = contacts.partitions_def
+    assert isinstance(daily, dg.DailyPartitionsDefinition)
+    assert daily.get_first_partition_key() == "2024-03-01"
+    sync = load_config(demo_file_path(defs)).sync("contacts")
+    window = partition_for_key(sync, daily, "2024-03-02")
+    assert (window.start, window.end) == (
+        datetime(2024, 3, 2, tzinfo=UTC),
+        datetime(2024, 3, 3, tzinfo=UTC),
+    )
+    assert contacts.backfill_policy is None  # Dagster's default: one partition per run
+    accounts = defs.resolve_assets_def(dg.AssetKey(["kizen", "accounts_backfill"]))
+    assert accounts.partitions_def is not None
+    keys = accounts.partitions_def.get_partition_keys()
+    assert keys == ["bucket-00-of-4", "bucket-01-of-4", "bucket-02-of-4", "bucket-03-of-4"]
+    bucket = partition_for_key(
+        load_config(demo_file_path(defs)).sync("accounts"), accounts.partitions_def, keys[2]
+    )
+    assert (bucket.bucket, bucket.buckets) == (2, 4)
+
+
+def demo_file_path(defs: dg.Definitions) -> Path:
+    """The sync file a fixture's definitions were built from (beside the warehouse)."""
+    url = defs.resources["warehouse"].url
+    return Path(url.removeprefix("sqlite:///")).parent / "syncs.yaml"
+
+
+def test_jobs_and_schedules_from_the_file(defs: dg.Definitions) -> None:
+    schedule = defs.resolve_schedule_def("contacts_schedule")
+    assert schedule.cron_schedule == "*/15 * * * *"
+    assert schedule.job_name == "contacts_sync"
+    assert defs.resolve_schedule_def("accounts_schedule").cron_schedule == "0 * * * *"
+    retry = defs.resolve_job_def("contacts_retry_failed")
+    ops_config = retry.run_config_for_partition_key  # noqa: B018 - resolved jobs keep config
+    assert ops_config is not None
+    assert {a.path[-1] for a in retry.asset_layer.selected_asset_keys} == {"contacts"}
+    assert defs.resolve_sensor_def("kizen_sync_run_failures") is not None
+
+
+def test_secrets_are_environment_variables(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("KIZEN_SYNC_TEST_WAREHOUSE", f"sqlite:///{tmp_path / 'w.db'}")
+    path = demo_file(tmp_path)
+    data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    data["warehouse"]["url"] = "${KIZEN_SYNC_TEST_WAREHOUSE}"
+    path.write_text(yaml.safe_dump(data), encoding="utf-8")
+
+    resources = build_definitions(path).resources
+
+    shown = resources["kizen"]._get_non_default_public_field_values()
+    assert isinstance(resources["kizen"].__dict__["api_key"], dg.EnvVar)
+    assert shown["api_key"] == "KIZEN_API_KEY"
+    assert isinstance(resources["warehouse"].__dict__["url"], dg.EnvVar)
+
+
+def test_missing_sync_file_says_what_to_do(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("KIZEN_SYNC_CONFIG", raising=False)
+    with pytest.raises(ConfigError, match="kizen-sync demo --workdir .demo"):
+        sync_file_path()
+    monkeypatch.setenv("KIZEN_SYNC_CONFIG", str(tmp_path / "nope.yaml"))
+    with pytest.raises(ConfigError, match="nope.yaml, which is not a file"):
+        sync_file_path()
+
+
+def test_code_location_module_loads_the_named_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("KIZEN_SYNC_CONFIG", str(demo_file(tmp_path)))
+    monkeypatch.delitem(sys.modules, "dagster_project.definitions", raising=False)
+
+    module = importlib.import_module("dagster_project.definitions")
+
+    dg.Definitions.validate_loadable(module.defs)
+
+
+def test_backfill_policy_knob(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert backfill_policy_from_env() is None
+    monkeypatch.setenv("KIZEN_SYNC_BACKFILL_POLICY", "single_run")
+    assert backfill_policy_from_env() == dg.BackfillPolicy.single_run()
+    monkeypatch.setenv("KIZEN_SYNC_BACKFILL_POLICY", "sometimes")
+    with pytest.raises(ConfigError, match="multi_run, single_run"):
+        backfill_policy_from_env()
+
+
+# Dagster marks the `backfill_policy` parameter of @asset as beta; the single-run policy is opt-in.
+@pytest.mark.filterwarnings("ignore::dagster.BetaWarning")
+def test_single_run_backfills(tmp_path: Path) -> None:
+    defs = build_definitions(demo_file(tmp_path), backfill_policy=dg.BackfillPolicy.single_run())
+
+    backfill = defs.resolve_assets_def(dg.AssetKey(["kizen", "contacts_backfill"]))
+
+    assert backfill.backfill_policy == dg.BackfillPolicy.single_run()
