@@ -56,7 +56,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     wanted = set(args.only or PARTS)
     sizes = QUICK if args.quick else FULL
-    console = Console()
+    console = Console(width=None if sys.stdout.isatty() else 200)
     started = time.perf_counter()
 
     def say(message: str) -> None:

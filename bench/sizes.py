@@ -83,4 +83,5 @@ QUICK = Sizes(
     peer_rows=500,
     peer_latency_ms=0.0,
     peer_churn=0.02,
+    client_only=False,
 )

@@ -42,4 +42,3 @@ def build_definitions(
         ),
         *(build_sync_jobs(assets) for assets in all_assets),
     )
-

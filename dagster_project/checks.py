@@ -126,9 +126,7 @@ def failure_rate_result(sync: SyncConfig, report: RunReport) -> dg.AssetCheckRes
     )
 
 
-def build_failures_left_open_check(
-    sync: SyncConfig, key: dg.AssetKey
-) -> dg.AssetChecksDefinition:
+def build_failures_left_open_check(sync: SyncConfig, key: dg.AssetKey) -> dg.AssetChecksDefinition:
     """A WARN check listing records that stayed failed across several runs."""
 
     @dg.asset_check(

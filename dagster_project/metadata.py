@@ -56,9 +56,8 @@ def _short(text: Any) -> str:
 
 
 def _error(row: Mapping[str, Any], message_key: str) -> str:
-    parts = [str(row[k]) for k in ("error_class",) if row.get(k)]
-    if row.get(message_key):
-        parts.append(str(row[message_key]))
+    """``ErrorClass: message``, either part left out when missing."""
+    parts = [str(row[k]) for k in ("error_class", message_key) if row.get(k)]
     return _short(": ".join(parts))
 
 

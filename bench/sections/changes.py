@@ -105,8 +105,9 @@ def _sections(ctx: Context) -> tuple[Section, Section]:
             "the primary-key check); best of the repeats, each in a fresh process.",
             "streamed scan = SELECT id + the 8 mapped columns, server-side cursor, 1,000 rows "
             "per fetch: the least a connector diffing outside the warehouse reads every run "
-            "(the baseline of the 2x target). aggregate = count(*) + max() of each column in "
-            "the database, no transfer (stricter, shown for reference).",
+            "(the baseline of the 2x target). aggregate = count(*) + "
+            "sum(length(CAST(col AS TEXT))) of each column in the database, no transfer "
+            "(stricter, shown for reference).",
             "peak RSS = VmHWM of the fresh process doing only that measurement.",
         ],
     )

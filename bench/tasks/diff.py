@@ -10,8 +10,9 @@ the detector runs before every diff, because a real run pays it too.
 * ``stream``: ``SELECT pk, mapped columns FROM source`` streamed to the client in chunks of
   1,000 through a server-side cursor. This is the least any connector that diffs (or just
   sends) in Python must do every run, so it is the baseline of the "within 2x" target.
-* ``aggregate``: ``count(*)`` and ``max()`` of every mapped column, computed in the database:
-  the bare cost of reading the table, with no transfer. Stricter, reported alongside.
+* ``aggregate``: ``count(*)`` and ``sum(length(CAST(col AS TEXT)))`` of every mapped column,
+  computed in the database: reading and rendering every value, with no transfer. Stricter,
+  reported alongside.
 """
 
 from __future__ import annotations
@@ -84,7 +85,7 @@ def scan(params: dict[str, Any]) -> dict[str, Any]:
                     ).partitions()
                 )
             elif mode == "aggregate":
-                aggregates = ", ".join(f"max({c})" for c in cols)
+                aggregates = ", ".join(f"sum(length(CAST({c} AS TEXT)))" for c in cols)
                 rows = int(
                     conn.exec_driver_sql(f"SELECT count(*), {aggregates} FROM {table}").first()[0]
                 )

@@ -1,4 +1,4 @@
-"""Fixtures of the Dagster tests: the demo warehouse, the emulator on loopback, definitions.
+"""Fixtures of the Dagster tests.
 
 Each test gets a fresh SQLite warehouse seeded from ``sql/demo_warehouse.sql``, a fresh demo
 emulator served over real HTTP on 127.0.0.1, a sync file pointing at both (built from the
@@ -8,75 +8,14 @@ demo's), and a temporary Dagster instance.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import dagster as dg
 import pytest
-import yaml
-from sqlalchemy import create_engine, text
+from dagster_world import Project
 
-from dagster_project.build import build_definitions
-from kizen_sync.demo import seed_warehouse, write_sync_file
+from kizen_sync.demo import seed_warehouse
 from kizen_sync.emulator import Emulator
-from kizen_sync.source import Warehouse
-from kizen_sync.store import StateStore
-
-
-@dataclass
-class Project:
-    """One test's world: warehouse, emulator, sync file and Dagster instance."""
-
-    workdir: Path
-    warehouse_url: str
-    emulator: Emulator
-    base_url: str
-    instance: dg.DagsterInstance
-
-    def sync_file(self, **contacts: Any) -> Path:
-        """The demo sync file against this emulator; ``contacts`` overrides that sync's keys."""
-        path = write_sync_file(self.workdir, self.workdir / "warehouse.db")
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-        data["kizen"]["base_url"] = self.base_url
-        data["syncs"][0].update(contacts)
-        path.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
-        return path
-
-    def definitions(self, **contacts: Any) -> dg.Definitions:
-        return build_definitions(self.sync_file(**contacts))
-
-    def sql(self, statement: str) -> None:
-        engine = create_engine(self.warehouse_url)
-        try:
-            with engine.begin() as conn:
-                conn.execute(text(statement))
-        finally:
-            engine.dispose()
-
-    def audit_rows(self, sync: str = "contacts") -> list[dict[str, Any]]:
-        with Warehouse(self.warehouse_url) as warehouse:
-            return StateStore(warehouse).audit_rows(sync=sync)
-
-    def writes(self) -> int:
-        """Write requests Kizen received (the emulator's own request log)."""
-        log = self.emulator.request_log
-        return sum(log.total(method=m) for m in ("POST", "PATCH", "PUT", "DELETE"))
-
-    def run_job(self, defs: dg.Definitions, name: str) -> dg.ExecuteInProcessResult:
-        return defs.resolve_job_def(name).execute_in_process(
-            instance=self.instance, raise_on_error=False
-        )
-
-    def materialize(
-        self, defs: dg.Definitions, key: str, partition_key: str | None = None
-    ) -> dg.ExecuteInProcessResult:
-        return dg.materialize(
-            [defs.resolve_assets_def(dg.AssetKey.from_user_string(key))],
-            partition_key=partition_key,
-            instance=self.instance,
-            raise_on_error=False,
-        )
 
 
 @pytest.fixture
@@ -88,21 +27,3 @@ def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Project
     with emulator.serve(host="127.0.0.1", port=0) as base_url, dg.instance_for_test() as instance:
         yield Project(tmp_path, url, emulator, base_url, instance)
     emulator.close()
-
-
-def materializations(result: dg.ExecuteInProcessResult, key: str) -> list[dg.AssetMaterialization]:
-    asset_key = dg.AssetKey.from_user_string(key)
-    return [
-        event.materialization
-        for event in result.get_asset_materialization_events()
-        if event.asset_key == asset_key
-    ]
-
-
-def metadata_values(materialization: dg.AssetMaterialization) -> dict[str, Any]:
-    """Plain values of a materialization's metadata."""
-    return {k: getattr(v, "value", v) for k, v in materialization.metadata.items()}
-
-
-def checks(result: dg.ExecuteInProcessResult) -> dict[str, dg.AssetCheckEvaluation]:
-    return {e.check_name: e for e in result.get_asset_check_evaluations()}

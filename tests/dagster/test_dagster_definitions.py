@@ -26,8 +26,6 @@ def demo_file(tmp_path: Path, **changes: Any) -> Path:
     data = yaml.safe_load(path.read_text(encoding="utf-8"))
     for sync in data["syncs"]:
         sync.update(changes.get(sync["name"], {}))
-        if "source" in changes.get(sync["name"], {}):
-            sync["source"] = changes[sync["name"]]["source"]
     path.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
     return path
 
@@ -114,8 +112,8 @@ def test_jobs_and_schedules_from_the_file(defs: dg.Definitions) -> None:
     assert schedule.job_name == "contacts_sync"
     assert defs.resolve_schedule_def("accounts_schedule").cron_schedule == "0 * * * *"
     retry = defs.resolve_job_def("contacts_retry_failed")
-    ops_config = retry.run_config_for_partition_key  # noqa: B018 - resolved jobs keep config
-    assert ops_config is not None
+    assert retry.run_config is not None
+    assert retry.run_config["ops"]["kizen__contacts"]["config"]["only_failed"] is True
     assert {a.path[-1] for a in retry.asset_layer.selected_asset_keys} == {"contacts"}
     assert defs.resolve_sensor_def("kizen_sync_run_failures") is not None
 
@@ -135,15 +133,13 @@ def test_secrets_are_environment_variables(tmp_path: Path, monkeypatch: pytest.M
     assert isinstance(resources["warehouse"].__dict__["url"], dg.EnvVar)
 
 
-def test_missing_sync_file_says_what_to_do(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_missing_sync_file_says_what_to_do(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("KIZEN_SYNC_CONFIG", raising=False)
-    with pytest.raises(ConfigError, match="kizen-sync demo --workdir .demo"):
+    with pytest.raises(ConfigError, match=r"kizen-sync demo --workdir \.demo"):
         sync_file_path()
     monkeypatch.setenv("KIZEN_SYNC_CONFIG", str(tmp_path / "nope.yaml"))
-    with pytest.raises(ConfigError, match="nope.yaml, which is not a file"):
+    with pytest.raises(ConfigError, match=r"nope\.yaml, which is not a file"):
         sync_file_path()
 
 

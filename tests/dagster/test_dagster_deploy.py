@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import shutil
-from collections.abc import Iterator
 from pathlib import Path
 
 import dagster as dg
@@ -17,7 +16,7 @@ DAGSTER_PG_URL = "postgresql+psycopg2://postgres@127.0.0.1:5432/dagster_test"
 
 
 @pytest.fixture
-def pg_dagster_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+def pg_dagster_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """$DAGSTER_HOME holding deploy/dagster.yaml as is, its URL pointed at `dagster_test`."""
     engine = create_engine(SERVER_URL, isolation_level="AUTOCOMMIT")
     try:
@@ -34,7 +33,7 @@ def pg_dagster_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator
     shutil.copy(DEPLOY_CONFIG, tmp_path / "dagster.yaml")
     monkeypatch.setenv("DAGSTER_HOME", str(tmp_path))
     monkeypatch.setenv("DAGSTER_PG_URL", DAGSTER_PG_URL)
-    yield tmp_path
+    return tmp_path
 
 
 @dg.op

@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import dagster as dg
-
-from conftest import Project, checks, materializations, metadata_values
+from dagster_world import Project, checks, materializations, metadata_values
 
 BREAK_ROW_7 = "UPDATE crm_contacts SET email = 'dennis.r(at)example' WHERE contact_id = 7"
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from conftest import Project, checks, materializations, metadata_values
+from dagster_world import Project, checks, materializations, metadata_values
 
 
 def test_scheduled_sync_creates_then_sends_nothing(project: Project) -> None:
