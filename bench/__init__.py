@@ -1,1 +1,1 @@
-"""Benchmarks of kizen-sync (run each module with ``python -m bench.<name>``)."""
+"""Benchmarks of kizen-sync: ``python -m bench`` (see bench/README.md)."""

@@ -67,7 +67,7 @@ def diff(params: dict[str, Any]) -> dict[str, Any]:
 
 def scan(params: dict[str, Any]) -> dict[str, Any]:
     """A plain read of ``id`` + the mapped columns of ``params['table']`` (see module doc)."""
-    from sqlalchemy import create_engine
+    from sqlalchemy import create_engine, text
 
     table, mode = params["table"], params["mode"]
     engine = create_engine(params["url"])
@@ -77,13 +77,12 @@ def scan(params: dict[str, Any]) -> dict[str, Any]:
         with engine.connect() as conn:
             t0 = time.perf_counter()
             if mode == "stream":
-                result = conn.execution_options(stream_results=True, yield_per=1000)
-                rows = sum(
-                    len(part)
-                    for part in result.exec_driver_sql(
-                        f"SELECT id, {', '.join(cols)} FROM {table}"
-                    ).partitions()
-                )
+                # stream_results is requested, yet with psycopg 3.3 + SQLAlchemy 2.1.9 the
+                # result is still buffered client-side (peak RSS grows with the table: 921 MiB
+                # at 1M rows), so this is a transfer-to-client baseline, not a low-memory one.
+                streaming = conn.execution_options(stream_results=True, yield_per=1000)
+                result = streaming.execute(text(f"SELECT id, {', '.join(cols)} FROM {table}"))
+                rows = sum(len(part) for part in result.partitions())
             elif mode == "aggregate":
                 aggregates = ", ".join(f"sum(length(CAST({c} AS TEXT)))" for c in cols)
                 rows = int(
