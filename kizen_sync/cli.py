@@ -32,6 +32,7 @@ from rich.table import Table
 from kizen_sync.emulator.cli import emulator as emulator_command
 from kizen_sync.engine.runner import SyncRunner
 from kizen_sync.errors import ConfigError, GuardError, KizenSyncError
+from kizen_sync.mapping.labels import LabelMap, display_change
 from kizen_sync.models import FieldChange, Operation, PlannedOp, RunOptions, RunReport
 
 __all__ = ["cli", "main"]
@@ -141,12 +142,15 @@ def failures_table(reports: Sequence[RunReport]) -> Table | None:
 
 
 def _change_text(change: FieldChange) -> str:
+    """``before → after``; items added (``+``) and removed (U+2212 minus) of a multi-valued field.
+
+    A true minus sign, because ``-`` also starts negative numbers and many labels.
+    """
     parts: list[str] = []
     if change.add or change.remove:
-        if change.add:
-            parts.append("+ " + ", ".join(map(str, change.add)))
-        if change.remove:
-            parts.append("- " + ", ".join(map(str, change.remove)))
+        parts.append(
+            " ".join([f"+{v}" for v in change.add] + [f"\N{MINUS SIGN}{v}" for v in change.remove])
+        )
     else:
         parts.append(f"{_short(change.before, 40)} → {_short(change.after, 40)}")
     if change.mirror:
@@ -154,8 +158,15 @@ def _change_text(change: FieldChange) -> str:
     return "  ".join(parts)
 
 
-def plan_table(sync: str, ops: Sequence[PlannedOp]) -> Table:
-    """Per-record field changes of a dry run."""
+def plan_table(sync: str, ops: Sequence[PlannedOp], labels: LabelMap | None = None) -> Table:
+    """Per-record field changes of a dry run.
+
+    Args:
+        sync: the sync's name (title).
+        ops: the planned ops to show.
+        labels: option and tag labels by field and id (``RunReport.labels``); the plan holds
+            ids, which mean nothing to the person reading it.
+    """
     table = Table(title=f"Planned changes: {sync}", title_justify="left")
     for name in ("source key", "operation", "Kizen id", "field", "change"):
         table.add_column(name, overflow="fold")
@@ -174,7 +185,7 @@ def plan_table(sync: str, ops: Sequence[PlannedOp]) -> Table:
                 op.op.value if first else "",
                 kizen_id if first else "",
                 change.field,
-                _change_text(change),
+                _change_text(display_change(change, labels or {})),
             )
     return table
 
@@ -315,7 +326,7 @@ def plan(config: Path, syncs: tuple[str, ...], full_refresh: bool, max_records: 
             out.print(f"[yellow]guard:[/] {r.message}")
             code = max(code, EXIT_CONFIG)
         if r.plan_sample:
-            out.print(plan_table(r.sync, r.plan_sample))
+            out.print(plan_table(r.sync, r.plan_sample, r.labels))
             shown = len(r.plan_sample)
             if shown < r.planned:
                 out.print(f"({shown} of {r.planned} planned records shown)")

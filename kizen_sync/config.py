@@ -349,6 +349,25 @@ class SyncConfig(_Model):
         """Fields (as given in ``fields[].field``) whose values the audit table must not hold."""
         return frozenset(m.field for m in self.fields if m.sensitive)
 
+    def sensitive_field_keys(self, schema: ObjectSchema) -> frozenset[str]:
+        """Every key under which a sensitive field's values can reach the audit table.
+
+        ``fields[].field`` may be a field UUID, while plans, changes and mapping errors name
+        fields by API name and Kizen's per-field messages by whatever the request used. So
+        each sensitive mapping is resolved through the object's schema and contributes its
+        API name and its field id, plus the spelling of the file (kept even when the schema
+        does not know it, so that nothing sensitive slips through on a schema mismatch).
+        """
+        keys: set[str] = set()
+        for m in self.fields:
+            if not m.sensitive:
+                continue
+            keys.add(m.field)
+            target = schema.field(m.field)
+            if target is not None:
+                keys.update((target.name, target.id))
+        return frozenset(keys)
+
     @property
     def identifier_mapping(self) -> FieldMapping | None:
         """The mapping of the match key, when records are matched by name/email."""

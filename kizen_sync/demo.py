@@ -199,7 +199,7 @@ def _demo(workdir: Path, kizen_url: str | None, console: Console, *, keep: bool)
                 console.print(f"  - {description}")
             change_warehouse(url)
             plan = runner.plan("contacts", RunOptions(dry_run=True))
-            console.print(plan_table("contacts", plan.plan_sample))
+            console.print(plan_table("contacts", plan.plan_sample, plan.labels))
             result.second = _run_all(runner, console, "Second run: only the changes are sent")
     failed = failures_table(result.second)
     if failed is not None:

@@ -266,20 +266,46 @@ class ConflictError(KizenAPIError, SkippableError):
 class MappingError(SkippableError):
     """A source value could not be coerced to its Kizen field; no request was sent.
 
+    The planner collects every problem of a row into one error: the first problem gives
+    ``column``/``field``/``problem`` and the message lists them all, while ``problems`` keeps
+    each one apart so that the audit can show one message per field
+    (:meth:`messages_by_field`, the counterpart of Kizen's own per-field 400 messages).
+
     Attributes:
         column: the source column.
         field: the Kizen field (API name).
         problem: what is wrong, in words a data engineer can act on.
+        problems: every single problem of the row when several were collected, else empty.
     """
 
-    def __init__(self, *, column: str, field: str, problem: str, **context: Any) -> None:
+    def __init__(
+        self,
+        *,
+        column: str,
+        field: str,
+        problem: str,
+        problems: Sequence[MappingError] = (),
+        **context: Any,
+    ) -> None:
         self.column = column
         self.field = field
         self.problem = problem
+        self.problems: tuple[MappingError, ...] = tuple(problems)
         super().__init__(
             f"column {column!r} -> field {field!r}: {problem}",
             **context,
         )
+
+    def each(self) -> tuple[MappingError, ...]:
+        """The single problems this error stands for (itself when it is a single one)."""
+        return self.problems or (self,)
+
+    def messages_by_field(self) -> dict[str, list[str]]:
+        """``{field: [problem, ...]}`` over every collected problem, for the audit table."""
+        out: dict[str, list[str]] = {}
+        for single in self.each():
+            out.setdefault(single.field, []).append(single.problem)
+        return out
 
 
 def describe(error: BaseException, context: Mapping[str, Any] | None = None) -> str:

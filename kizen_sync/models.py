@@ -134,6 +134,17 @@ class PlannedOp:
         """API names of the fields this op writes."""
         return [c.field for c in self.changes]
 
+    @property
+    def forgets_state(self) -> bool:
+        """True for the planner's "forget the state row" op (docs/architecture.md).
+
+        A DELETED row that is not archived (``delete.archive: false``, or no Kizen id known)
+        plans a NOOP with empty ``new_values`` and no fingerprint. Once recorded, its
+        ``sync_state`` row must be deleted rather than upserted: a row left with a NULL
+        fingerprint would be found "deleted" again by every later diff.
+        """
+        return self.op is Operation.NOOP and self.fingerprint is None and not self.new_values
+
 
 @dataclass(frozen=True)
 class AttemptRecord:
@@ -210,6 +221,9 @@ class RunReport:
     requests: int = 0
     failures: list[dict[str, Any]] = field(default_factory=list)  # sample of failed records
     plan_sample: list[PlannedOp] = field(default_factory=list)  # dry runs: what would be sent
+    # Dry runs: field API name -> option/tag id -> label, to show ``plan_sample`` (whose values
+    # are ids) with the labels people know (kizen_sync.mapping.labels).
+    labels: dict[str, dict[str, str]] = field(default_factory=dict)
     would_archive: int = 0
     message: str = ""
 

@@ -69,6 +69,8 @@ __all__ = [
     "bucket_of",
     "decode_key",
     "encode_key",
+    "sqlite_canonical",
+    "sqlite_fingerprint",
 ]
 
 #: Joins the parts of a composite source key (ASCII unit separator).
@@ -161,11 +163,59 @@ def bucket_of(key: str, buckets: int) -> int:
 
 
 def _sqlite_md5(*parts: str | None) -> str | None:
-    # Variadic: the parts of a row's canonical text, joined by chr(31) as in md5(concat_ws).
+    # Variadic: parts joined by chr(31), as md5(concat_ws). Kept registered for callers of the
+    # previous fingerprint; the diff now uses kizen_fingerprint.
     if any(part is None for part in parts):
         return None
     joined = "\x1f".join(parts)  # type: ignore[arg-type]
     return hashlib.md5(joined.encode("utf-8"), usedforsecurity=False).hexdigest()
+
+
+_STR, _INT, _FLOAT = str, int, float
+
+
+def _canonical_other(value: Any) -> str:
+    """Canonical text of a non-text SQLite value (see :func:`sqlite_canonical`)."""
+    kind = type(value)
+    if kind is _INT:
+        return str(value)
+    if value is None:
+        return "\x1e"
+    if kind is _FLOAT:
+        if value.is_integer() and -1e15 < value < 1e15:
+            return str(int(value))  # a REAL holding an integer is written like the INTEGER
+        return repr(value)  # shortest text that reads back as the same double
+    return "x" + bytes(value).hex()
+
+
+def sqlite_canonical(value: Any) -> str:
+    """The canonical text of one SQLite value, as it enters the row fingerprint.
+
+    By storage class: TEXT length-prefixed (``"5:hello"``: read back by its length, so it may
+    contain anything), INTEGER in decimal, REAL as the INTEGER when it holds one below 1e15
+    (so 2.0 and 2 agree) else its shortest round-trip form, BLOB ``x`` + hex, NULL a lone RS
+    (``chr(30)``). None of the non-text forms contains RS or US, and a text form starts with a
+    digit, so NULL, ``''``, ``'NULL'`` and separator-laden text all differ.
+    """
+    return f"{len(value)}:{value}" if type(value) is _STR else _canonical_other(value)
+
+
+def sqlite_fingerprint(*values: Any) -> str:
+    """The SQLite row fingerprint: blake2b-64 (hex) of the canonical values joined by US.
+
+    Registered as the variadic ``kizen_fingerprint`` SQL function. Doing the whole row in one
+    Python call measured 3.7 s per 1M rows of the bench table, against 5.0 s for ``quote()``
+    of each column concatenated in SQL + a one-argument Python hash (the previous per-column
+    ``CASE typeof(...)``/``printf`` SQL + md5 change stream took 12.0 s). blake2b with an
+    8-byte digest was the cheapest stdlib hash in a micro-benchmark of a ~100-byte row (0.6 us
+    vs 1.3 us for md5 and sha1, loaded machine), and 64 bits is the collision budget
+    reliability-performance.md 1.4 accepts.
+    """
+    text = "\x1f".join(
+        [f"{len(v)}:{v}" if type(v) is _STR else _canonical_other(v) for v in values]
+    )
+    encoded = text.encode("utf-8", "surrogatepass")
+    return hashlib.blake2b(encoded, digest_size=8).hexdigest()
 
 
 def _sqlite_bucket(key: str | None, buckets: int) -> int | None:
@@ -202,7 +252,8 @@ class Warehouse:
 
     PostgreSQL sessions run with ``TimeZone=UTC`` so that timestamps come back in UTC. SQLite
     connections get the deterministic functions the fingerprint and hash buckets need
-    (``kizen_md5``, ``kizen_bucket``), and file databases switch to WAL so that a sync can
+    (``kizen_fingerprint``, ``kizen_canonical``, ``kizen_bucket``; ``kizen_md5`` stays for
+    the previous fingerprint), and file databases switch to WAL so that a sync can
     record results while the change stream is still open.
 
     Args:
@@ -295,6 +346,10 @@ class Warehouse:
             return
         if self.dialect == "sqlite":
             dbapi_conn.create_function("kizen_md5", -1, _sqlite_md5, deterministic=True)
+            dbapi_conn.create_function(
+                "kizen_fingerprint", -1, sqlite_fingerprint, deterministic=True
+            )
+            dbapi_conn.create_function("kizen_canonical", 1, sqlite_canonical, deterministic=True)
             dbapi_conn.create_function("kizen_bucket", 2, _sqlite_bucket, deterministic=True)
             database = self.engine.url.database or ""
             if database not in ("", ":memory:") and "mode=memory" not in database:

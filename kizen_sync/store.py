@@ -6,19 +6,36 @@ Two processes may race to create the tables: PostgreSQL serialises them with an 
 SQLite with ``BEGIN IMMEDIATE``; every statement is also idempotent on its own.
 
 ``sync_state`` is written only for records Kizen confirmed, in the same transaction as their
-audit rows, so a crash leaves unconfirmed records "changed" for the next run. Its
-``values_json`` column holds the last synced values in clear: it lives in the warehouse next to
-the source data it was derived from, under the same access control. The audit table, which is
-meant to be shared more widely, never holds values of fields marked sensitive: only an
-HMAC-SHA256 of the record's values (``values_hash``, keyed with a secret kept outside the
-warehouse) and field names.
+audit rows, so a crash leaves unconfirmed records "changed" for the next run. A deleted source
+row that is not archived ("forget", :attr:`~kizen_sync.models.PlannedOp.forgets_state`)
+deletes its state row, so that the next diff no longer sees it. Its ``values_json`` column
+holds the last synced values in clear: it lives in the warehouse next to the source data it was
+derived from, under the same access control.
+
+The audit table is meant to be shared more widely. Per attempt it holds:
+
+- ``operation``: the planned operation (``create``, ``update``, ``archive``, ``noop``,
+  ``fail``), or ``forget`` for a state row dropped without any request;
+- ``changed_fields``: JSON ``{field API name: written value}`` of the fields the op wrote. The
+  *names* are the contract; the values of non-sensitive fields are kept only to help debugging
+  (``{"add": [...], "remove": [...]}`` for multi-valued fields, ids as sent), and the value of
+  every sensitive field is replaced by ``"[redacted]"``;
+- ``error_message`` and ``field_errors`` (JSON ``{field: [message, ...]}``: Kizen's messages
+  per field for a 400, the mapping problems per field for a row that could not be mapped):
+  problems of sensitive fields are withheld, and any text form of a sensitive value that a
+  message might echo is replaced by ``"[redacted]"``;
+- ``values_hash``: an HMAC-SHA256 of the record's values (:func:`kizen_sync.mapping.hash_values`,
+  keyed with a secret kept outside the warehouse), never the values themselves.
+
+"Sensitive fields" are given to :meth:`StateStore.record_results` as the API names (and field
+ids) of the fields mapped with ``sensitive: true``; the runner resolves them through the
+object's schema (:meth:`~kizen_sync.config.SyncConfig.sensitive_field_keys`).
 """
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import json
+import re
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -37,6 +54,7 @@ from sqlalchemy import (
     MetaData,
     Table,
     Text,
+    delete,
     func,
     insert,
     inspect,
@@ -48,15 +66,19 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from kizen_sync.config import SyncConfig
 from kizen_sync.errors import MappingError, StateStoreError
+from kizen_sync.mapping import hash_values
 from kizen_sync.models import Operation, Outcome, RecordResult, RunReport, StateRow
 from kizen_sync.source import Warehouse
 from kizen_sync.sqlfiles import migrations, render, split_statements, sql_dir
 
-__all__ = ["StateStore", "StateTables", "decode_values", "encode_values", "values_hash"]
+__all__ = ["FORGET", "StateStore", "StateTables", "decode_values", "encode_values"]
 
 _KEYS_PER_QUERY = 5000
 _MESSAGE_LIMIT = 2000
 _REDACTED = "[redacted]"
+_WITHHELD = "value rejected (details withheld: sensitive field)"
+#: The audit ``operation`` of a "forget the state row" op (a NOOP in the plan).
+FORGET = "forget"
 _RUN_COUNTS = (
     "created",
     "updated",
@@ -131,11 +153,6 @@ def decode_values(text_value: str | None) -> dict[str, Any]:
         return {}
     decoded = json.loads(text_value, object_hook=_untag)
     return dict(decoded) if isinstance(decoded, dict) else {}
-
-
-def values_hash(values: Mapping[str, Any], key: bytes) -> str:
-    """HMAC-SHA256 (hex) of a record's values; verifiable only by who holds ``key``."""
-    return hmac.new(key, encode_values(values).encode("utf-8"), hashlib.sha256).hexdigest()
 
 
 # --- tables ------------------------------------------------------------------------------------
@@ -380,25 +397,40 @@ class StateStore:
 
         A result without attempts (nothing was sent, e.g. a mapping failure) still gets one
         audit row with attempt 0; the last row of each result carries its final outcome.
-        Successful archives keep their state row with ``archived`` set and no fingerprint.
+        Successful archives keep their state row with ``archived`` set and no fingerprint;
+        successful "forget" ops delete it (audit operation :data:`FORGET`).
+
+        Args:
+            run_id: the run these results belong to.
+            sync: the sync (or its name).
+            partition_key: the run's partition, if any.
+            results: terminal results of applied ops.
+            sensitive_fields: API names (field ids are accepted too) of the fields whose
+                values must not reach the audit table. The names the planner uses, not the
+                ``fields[].field`` spelling of the sync file, which may be a field id.
+            hash_key: HMAC key of ``values_hash``; without one no hash is stored at all.
 
         Returns:
             The number of audit rows written.
         """
         self.ensure_schema()
         name, now = _name(sync), _now()
+        sensitive = frozenset(sensitive_fields)
         audit_rows: list[dict[str, Any]] = []
         upserts: dict[str, dict[str, Any]] = {}
         archives: dict[str, dict[str, Any]] = {}
+        forgets: set[str] = set()
         for result in results:
             audit_rows.extend(
-                _audit_rows(
-                    result, run_id, name, partition_key, frozenset(sensitive_fields), hash_key, now
-                )
+                _audit_rows(result, run_id, name, partition_key, sensitive, hash_key, now)
             )
             if result.outcome is not Outcome.SUCCESS or result.op.op is Operation.FAIL:
                 continue
             op = result.op
+            # The last result of a key in the batch wins, whatever it did.
+            upserts.pop(op.source_key, None)
+            archives.pop(op.source_key, None)
+            forgets.discard(op.source_key)
             row = {
                 "sync_name": name,
                 "source_key": op.source_key,
@@ -406,14 +438,15 @@ class StateStore:
                 "run_id": run_id,
                 "updated_at": now,
             }
-            if op.op is Operation.ARCHIVE:
+            if op.forgets_state:
+                forgets.add(op.source_key)
+            elif op.op is Operation.ARCHIVE:
                 archives[op.source_key] = {
                     **row,
                     "fingerprint": None,
                     "values_json": "{}",
                     "archived": True,
                 }
-                upserts.pop(op.source_key, None)
             else:
                 upserts[op.source_key] = {
                     **row,
@@ -421,7 +454,7 @@ class StateStore:
                     "values_json": encode_values(op.new_values),
                     "archived": False,
                 }
-                archives.pop(op.source_key, None)
+        state = self.tables.state
         try:
             with self.warehouse.engine.begin() as conn:
                 if audit_rows:
@@ -430,6 +463,14 @@ class StateStore:
                     conn.execute(self._upsert_state(keep_values=False), list(upserts.values()))
                 if archives:
                     conn.execute(self._upsert_state(keep_values=True), list(archives.values()))
+                ordered = sorted(forgets)
+                for start in range(0, len(ordered), _KEYS_PER_QUERY):
+                    conn.execute(
+                        delete(state).where(
+                            state.c.sync_name == name,
+                            state.c.source_key.in_(ordered[start : start + _KEYS_PER_QUERY]),
+                        )
+                    )
         except sa_exc.DBAPIError as exc:
             raise StateStoreError(
                 f"cannot record results of run {run_id}: {self.warehouse.safe_message(exc)}",
@@ -583,11 +624,11 @@ def _audit_rows(
         "partition_key": partition_key,
         "source_key": op.source_key,
         "kizen_id": result.kizen_id or op.kizen_id,
-        "operation": op.op.value,
+        "operation": FORGET if op.forgets_state else op.op.value,
         "changed_fields": json.dumps(
             _changed_fields(result, sensitive), sort_keys=True, default=str
         ),
-        "values_hash": values_hash(op.new_values, hash_key) if hash_key is not None else None,
+        "values_hash": hash_values(op.new_values, hash_key) if hash_key is not None else None,
     }
     if not result.attempts:
         error_class, message, field_errors = _describe_error(op.error, sensitive)
@@ -624,7 +665,11 @@ def _audit_rows(
 
 
 def _changed_fields(result: RecordResult, sensitive: frozenset[str]) -> dict[str, Any]:
-    """``{field: written value}``; sensitive fields show only that they were written."""
+    """``{field API name: written value}`` for the audit's ``changed_fields`` column.
+
+    The keys (which fields were written) are the column's contract; the values are kept for
+    debugging only, and a sensitive field shows only that it was written (``"[redacted]"``).
+    """
     out: dict[str, Any] = {}
     for change in result.op.changes:
         if change.field in sensitive:
@@ -637,23 +682,42 @@ def _changed_fields(result: RecordResult, sensitive: frozenset[str]) -> dict[str
 
 
 def _secret_texts(result: RecordResult, sensitive: frozenset[str]) -> list[str]:
-    """Text forms of sensitive values, to scrub from messages that may echo them."""
-    found: list[Any] = [v for k, v in result.op.new_values.items() if k in sensitive]
-    for change in result.op.changes:
+    """Text forms of sensitive values, to scrub from messages that may echo them.
+
+    Canonical values (state, changes, mirror sets) and the wire values of the request
+    entries that address a sensitive field by name or by id are all collected, since Kizen
+    echoes what it was sent, which is not always the canonical spelling.
+    """
+    op = result.op
+    found: list[Any] = [v for k, v in op.new_values.items() if k in sensitive]
+    for change in op.changes:
         if change.field in sensitive:
             found += [change.before, change.after, *change.add, *change.remove]
+    found += [v for k, v in op.mirror.items() if k in sensitive]
+    for entry in op.entries:
+        if entry.get("name") in sensitive or entry.get("id") in sensitive:
+            found += [entry.get(k) for k in ("value", "add_values", "remove_values")]
     flat: list[str] = []
     for value in found:
         items = value if isinstance(value, list | tuple | set | frozenset) else [value]
-        flat += [str(v) for v in items if v is not None and len(str(v)) >= 2]
+        for item in items:
+            if isinstance(item, dict):  # {"id": ...} of an option, member or relation
+                item = item.get("id")
+            text_value = "" if item is None else str(item)
+            if len(text_value) >= 2:
+                flat.append(text_value)
     return sorted(set(flat), key=len, reverse=True)
 
 
 def _scrub(message: str | None, secrets: list[str]) -> str | None:
+    """``message`` without any of ``secrets``, cut to the column's limit.
+
+    Case-insensitive, because Kizen may lower-case an e-mail address it echoes.
+    """
     if message is None:
         return None
     for secret in secrets:
-        message = message.replace(secret, _REDACTED)
+        message = re.sub(re.escape(secret), _REDACTED, message, flags=re.IGNORECASE)
     return message[:_MESSAGE_LIMIT]
 
 
@@ -668,16 +732,21 @@ def _field_errors(errors: Mapping[str, list[str]] | None, secrets: list[str]) ->
 def _describe_error(
     error: Exception | None, sensitive: frozenset[str]
 ) -> tuple[str | None, str | None, dict[str, list[str]] | None]:
+    """Audit columns (class, message, per-field messages) of an op the planner rejected.
+
+    A mapping error is described problem by problem, each under its field, and the problem
+    of a sensitive field is withheld here too: the planner already withholds it, but the
+    audit must not depend on every producer of a :class:`MappingError` doing so.
+    """
     if error is None:
         return None, None, None
     error_class = getattr(error, "error_class", type(error).__name__)
     if isinstance(error, MappingError):
-        problem = error.problem
-        if error.field in sensitive:
-            problem = "value rejected (details withheld: sensitive field)"
-        return (
-            error_class,
-            f"column {error.column!r} -> field {error.field!r}: {problem}",
-            {error.field: [problem]},
-        )
+        parts: list[str] = []
+        by_field: dict[str, list[str]] = {}
+        for single in error.each():
+            problem = _WITHHELD if single.field in sensitive else single.problem
+            parts.append(f"column {single.column!r} -> field {single.field!r}: {problem}")
+            by_field.setdefault(single.field, []).append(problem)
+        return error_class, "; ".join(parts), by_field
     return error_class, str(error) or error_class, None

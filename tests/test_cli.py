@@ -113,6 +113,23 @@ def test_plan_shows_field_changes_and_sends_nothing(project, kizen):
     assert sum(emu.request_log.total(method=m) for m in ("POST", "PATCH", "DELETE")) == 0
 
 
+def test_plan_shows_option_labels_not_option_ids(
+    project: dict[str, Any], kizen: tuple[Emulator, str]
+) -> None:
+    emu, _ = kizen
+    assert invoke("run", "--config", project["path"]).exit_code == 0
+    rows = [(i, f"First{i}", "Opted In") for i in range(1, 6)]
+    rows[1] = (2, "First2", "Unsubscribed From All")
+    _people(project["url"], rows)
+    result = invoke("plan", "--config", project["path"])
+    assert result.exit_code == 0, result.output
+    assert "Opted In → Unsubscribed From All" in result.output
+    contacts = next(o for o in emu.business.objects if o.name == "client_client")
+    option_ids = list(contacts.by_name["email_status"].options_by_id)
+    assert len(option_ids) == 4
+    assert not any(option_id in result.output for option_id in option_ids)
+
+
 def test_invalid_file_exits_2_listing_every_problem(tmp_path: Path):
     path = tmp_path / "bad.yaml"
     path.write_text(yaml.safe_dump({"warehouse": {}, "syncs": [{"name": "Bad Name"}]}))

@@ -8,7 +8,7 @@ import pytest
 from sqlalchemy import text
 
 from kizen_sync.config import SyncConfig
-from kizen_sync.diff import ChangeDetector, fingerprint_columns
+from kizen_sync.diff import ArchiveCounts, ChangeDetector, ChangeTally, fingerprint_columns
 from kizen_sync.errors import SourceError
 from kizen_sync.models import ChangedRow, ChangeKind, Operation, Partition, RecordResult
 from kizen_sync.source import Warehouse, bucket_of
@@ -336,3 +336,162 @@ def test_state_tables_are_created_on_first_diff(sqlite_url: str) -> None:
         conn.exec_driver_sql("CREATE TABLE acct (id INTEGER PRIMARY KEY, name TEXT, score REAL)")
     ChangeDetector(warehouse, make_sync("acct")).counts()
     assert StateStore(warehouse).audit_rows() == []
+
+
+# --- fingerprint encoding (length prefix, 64-bit hash) ---------------------------------------
+
+
+def test_length_prefix_cannot_be_forged_by_values_that_look_like_prefixes(db: Any) -> None:
+    db.run("CREATE TABLE {s}forge (id INTEGER PRIMARY KEY, name TEXT, score TEXT)")
+    cases = {
+        1: ("1:a", None),
+        2: ("a", None),
+        3: ("1:a\x1f1:b", None),
+        4: ("a", "b"),
+        5: ("3:a\x1fb", "\x1e"),
+        6: ("a\x1fb", None),
+        7: ("\x1e", "\x1e"),
+        8: (None, "\x1e"),
+        9: ("é", None),  # length counts bytes on PostgreSQL, code points on SQLite
+        10: ("e", None),
+    }
+    for i, (name, score) in cases.items():
+        db.run("INSERT INTO {s}forge VALUES (:i, :n, :v)", {"i": i, "n": name, "v": score})
+    fps = fingerprints(db, "forge")
+    assert len(set(fps.values())) == len(cases)
+
+
+def test_fingerprint_is_a_64_bit_hash(db: Any) -> None:
+    seed(db, rows=2)
+    fps = fingerprints(db, "acct")
+    if db.dialect == "postgresql":  # hashtextextended: a signed bigint as text
+        assert all(-(2**63) <= int(fp) < 2**63 for fp in fps.values())
+    else:  # blake2b, 8-byte digest
+        assert all(len(fp) == 16 and int(fp, 16) >= 0 for fp in fps.values())
+
+
+def test_sqlite_integral_real_and_integer_agree_but_text_does_not(sqlite_url: str) -> None:
+    warehouse = Warehouse(sqlite_url)
+    with warehouse.engine.begin() as conn:
+        # No declared type: no affinity, values keep the storage class they were given.
+        conn.exec_driver_sql("CREATE TABLE loose (id INTEGER PRIMARY KEY, name, score)")
+        conn.exec_driver_sql(
+            "INSERT INTO loose VALUES (1, 'x', 2), (2, 'x', 2.0), (3, 'x', '2'),"
+            " (4, 'x', 2.5), (5, 'x', x'32'), (6, 'x', 1e20), (7, 'x', NULL)"
+        )
+    detector = ChangeDetector(warehouse, make_sync("loose"), check_keys=False)
+    with warehouse.engine.connect() as conn:
+        fps = dict(conn.execute(detector.fingerprint_query()).tuples().all())
+    warehouse.dispose()
+    assert fps["1"] == fps["2"]
+    assert len({fps[k] for k in "1345 67".replace(" ", "")}) == 6
+
+
+def test_sqlite_canonical_forms() -> None:
+    from kizen_sync.source import sqlite_canonical, sqlite_fingerprint
+
+    assert [sqlite_canonical(v) for v in ("", "NULL", None, 7, 2.0, 0.1, b"\x00")] == [
+        "0:",
+        "4:NULL",
+        "\x1e",
+        "7",
+        "2",
+        "0.1",
+        "x00",
+    ]
+    assert sqlite_fingerprint("a", None) != sqlite_fingerprint("a\x1f\x1e")
+    assert sqlite_fingerprint(1, "b") == sqlite_fingerprint(1.0, "b")
+
+
+def test_sqlite_computes_the_fingerprint_once_per_row(
+    sqlite_url: str, monkeypatch: pytest.MonkeyPatch, sync_all: SyncAll
+) -> None:
+    """SQLite flattening the source subquery would paste the call into every predicate."""
+    from kizen_sync import source as source_module
+
+    calls = [0]
+    real = source_module.sqlite_fingerprint
+
+    def counting(*values: Any) -> str:
+        calls[0] += 1
+        return real(*values)
+
+    monkeypatch.setattr(source_module, "sqlite_fingerprint", counting)
+    warehouse = Warehouse(sqlite_url)
+    with warehouse.engine.begin() as conn:
+        conn.exec_driver_sql("CREATE TABLE acct (id INTEGER PRIMARY KEY, name TEXT, score REAL)")
+        conn.exec_driver_sql(
+            "WITH RECURSIVE g(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM g WHERE n < 50)"
+            " INSERT INTO acct SELECT n, 'a' || n, n FROM g"
+        )
+    detector = ChangeDetector(warehouse, make_sync("acct"))
+    sync_all(detector)
+    with warehouse.engine.begin() as conn:
+        conn.exec_driver_sql("UPDATE acct SET name = 'x' WHERE id <= 3")
+    for run in (detector.counts, lambda: changes(detector)):
+        calls[0] = 0
+        run()
+        assert calls[0] <= 50 + 3  # once per row, plus the output column of changed rows
+    calls[0] = 0
+    detector.archive_counts()
+    assert calls[0] == 0
+    warehouse.dispose()
+
+
+# --- cheap guard counts and the stream tally -------------------------------------------------
+
+
+def tally(detector: ChangeDetector, **kwargs: Any) -> ChangeTally:
+    out = ChangeTally()
+    for chunk in detector.iter_changes(**kwargs):
+        for row in chunk:
+            out.add(row)
+    out.complete = True
+    return out
+
+
+def assert_cheap_counts_agree(detector: ChangeDetector, **kwargs: Any) -> None:
+    full = detector.counts(kwargs.get("partition"), only_keys=kwargs.get("only_keys"))
+    archive = detector.archive_counts(kwargs.get("partition"), only_keys=kwargs.get("only_keys"))
+    assert (archive.deleted, archive.synced) == (full.deleted, full.synced)
+    for refresh in (False, True):
+        seen = tally(detector, full_refresh=refresh, **kwargs)
+        assert seen.unchanged(archive) == full.unchanged
+        assert seen.new == full.new
+        assert seen.deleted == full.deleted
+
+
+def test_archive_counts_and_tally_match_the_full_counts(db: Any, sync_all: SyncAll) -> None:
+    seed(db, rows=8)
+    detector = ChangeDetector(db.warehouse, make_sync(db.table("acct")))
+    assert_cheap_counts_agree(detector)  # nothing synced yet
+    sync_all(detector)
+    assert_cheap_counts_agree(detector)  # everything unchanged
+    db.run("UPDATE {s}acct SET score = 99 WHERE id IN (2, 3)")
+    db.run("DELETE FROM {s}acct WHERE id IN (4, 8)")
+    db.run("INSERT INTO {s}acct VALUES (9, 'acct 9', 1, '2024-01-01', 0)")
+    assert_cheap_counts_agree(detector)
+    sync_all(detector, "run-2")  # archives 4 and 8
+    db.run("INSERT INTO {s}acct VALUES (4, 'acct 4', 6, '2024-01-01', 0)")  # restore
+    db.run("UPDATE {s}acct SET name = 'y' WHERE id = 5")
+    assert_cheap_counts_agree(detector)
+    assert_cheap_counts_agree(detector, only_keys={"2", "4", "5", "8", "404"})
+    for bucket in range(3):
+        assert_cheap_counts_agree(
+            detector, partition=Partition(f"b{bucket}", bucket=bucket, buckets=3)
+        )
+
+
+def test_archive_counts_with_soft_deletes_and_time_windows(db: Any, sync_all: SyncAll) -> None:
+    seed(db, rows=6)
+    sync = make_sync(db.table("acct"), soft_delete_column="gone", cursor_column="seen")
+    detector = ChangeDetector(db.warehouse, sync)
+    sync_all(detector)
+    db.run("UPDATE {s}acct SET gone = 1 WHERE id IN (1, 2)")
+    db.run("DELETE FROM {s}acct WHERE id = 3")
+    db.run("UPDATE {s}acct SET name = 'z' WHERE id = 5")
+    assert detector.archive_counts() == ArchiveCounts(deleted=3, synced=6)
+    assert_cheap_counts_agree(detector)
+    day = Partition("2024-01-02", start=date(2024, 1, 2), end=date(2024, 1, 3))
+    assert detector.archive_counts(day).deleted == 1  # id 1: soft-deleted in the window
+    assert_cheap_counts_agree(detector, partition=day)

@@ -13,12 +13,15 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
+from kizen_sync import store as store_module
 from kizen_sync.errors import MappingError, StateStoreError
+from kizen_sync.mapping import hash_values
 from kizen_sync.models import (
     AttemptRecord,
     FieldChange,
     Operation,
     Outcome,
+    PlannedOp,
     RecordResult,
     RunCounts,
     RunReport,
@@ -215,8 +218,14 @@ def test_sensitive_values_only_reach_the_audit_as_a_keyed_hash(db: Any, result: 
     )
     rows = store.audit_rows("r1")
     assert secret not in json.dumps(rows, default=str)
-    expected = hmac.new(key, encode_values(values).encode(), hashlib.sha256).hexdigest()
-    assert rows[0]["values_hash"] == expected
+    # The one HMAC implementation (mapping.hash_values), not a second one in the store.
+    assert rows[0]["values_hash"] == hash_values(values, key)
+    assert (
+        rows[0]["values_hash"]
+        == hmac.new(
+            key, json.dumps(values, sort_keys=True, separators=(",", ":")).encode(), hashlib.sha256
+        ).hexdigest()
+    )
     assert json.loads(rows[0]["changed_fields"]) == {"email": "[redacted]", "first_name": "Jane"}
     assert "is not valid" in rows[0]["error_message"]
     store.record_results("r2", "s", None, [failed])  # no key: no hash at all, never an unkeyed one
@@ -271,3 +280,103 @@ def test_sqlite_has_no_state_schema(sqlite_url: str) -> None:
 def test_bad_prefix_is_rejected(sqlite_url: str) -> None:
     with pytest.raises(StateStoreError, match="table prefix"):
         Warehouse(sqlite_url, table_prefix="x; drop table y")
+
+
+# --- forget, sensitive values, one HMAC --------------------------------------------------------
+
+
+def _forget(key: str) -> RecordResult:
+    """The planner's "forget the state row" op, applied (nothing is sent for it)."""
+    op = PlannedOp(Operation.NOOP, key, kizen_id="rec-1", new_values={}, fingerprint=None)
+    return RecordResult(op=op, outcome=Outcome.SUCCESS, kizen_id="rec-1")
+
+
+def test_a_forget_op_deletes_the_state_row_and_is_audited_as_forget(db: Any, result: Make) -> None:
+    store = StateStore(db.warehouse)
+    store.record_results(
+        "r1", "s", None, [result("1", values={"n": 1}), result("2", values={"n": 2})]
+    )
+    store.record_results("r2", "s", None, [_forget("1")])
+    assert list(store.load_state("s", ["1", "2"])) == ["2"]
+    (row,) = store.audit_rows("r2")
+    assert (row["operation"], row["outcome"], row["attempt"]) == ("forget", "success", 0)
+    # Within one batch the last result of a key wins: forget, then a new sync of the row.
+    store.record_results("r3", "s", None, [_forget("2"), result("2", values={"n": 3})])
+    assert store.load_state("s", ["2"])["2"].values == {"n": 3}
+    store.record_results("r4", "s", None, [result("2", values={"n": 4}), _forget("2")])
+    assert store.load_state("s", ["2"]) == {}
+
+
+def test_the_store_hashes_with_the_one_mapping_implementation(
+    db: Any, result: Make, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls: list[tuple[dict[str, Any], bytes]] = []
+
+    def spy(values: Any, key: bytes) -> str:
+        calls.append((dict(values), key))
+        return hash_values(values, key)
+
+    monkeypatch.setattr(store_module, "hash_values", spy)
+    assert not hasattr(store_module, "values_hash")
+    StateStore(db.warehouse).record_results(
+        "r1", "s", None, [result("1", values={"email": "a@b.c"})], hash_key=b"k"
+    )
+    assert calls == [({"email": "a@b.c"}, b"k")]
+
+
+def test_every_mapping_problem_gets_its_own_field_message_and_sensitive_ones_are_withheld(
+    db: Any, result: Make
+) -> None:
+    # A MappingError made elsewhere than the planner still quotes a sensitive value: the
+    # audit withholds it on its own, problem by problem.
+    secret = "Top-Secret-Value"
+    problems = (
+        MappingError(column="ssn", field="ssn", problem=f"{secret!r} is not valid"),
+        MappingError(column="score", field="health_score", problem="'abc' is not a decimal"),
+    )
+    error = MappingError(
+        column="ssn", field="ssn", problem=f"{secret!r}; and 1 more", problems=problems
+    )
+    failed = result("1", op=Operation.FAIL, outcome=Outcome.FAILED, attempts=(), error=error)
+    store = StateStore(db.warehouse)
+    store.record_results("r1", "s", None, [failed], sensitive_fields={"ssn"})
+    (row,) = store.audit_rows("r1")
+    assert secret not in json.dumps(row, default=str)
+    assert json.loads(row["field_errors"]) == {
+        "ssn": ["value rejected (details withheld: sensitive field)"],
+        "health_score": ["'abc' is not a decimal"],
+    }
+    assert "field 'health_score': 'abc' is not a decimal" in row["error_message"]
+
+
+def test_kizen_messages_that_echo_a_sensitive_value_in_another_spelling_are_scrubbed(
+    db: Any, result: Make
+) -> None:
+    # Kizen lower-cases e-mail addresses and echoes wire values; entries may address the
+    # field by id. None of it may reach the audit.
+    field_id = "0b4e6a52-1111-4222-8333-444455556666"
+    secret = "Jane.Secret@Example.com"
+    failed = result(
+        "1",
+        outcome=Outcome.FAILED,
+        values={"email": secret, "score": "12.5"},
+        entries=({"id": field_id, "value": secret}, {"name": "score", "value": 12.5}),
+        changes=(FieldChange("email", after=secret), FieldChange("score", after="12.5")),
+        attempts=(
+            attempt(
+                1,
+                Outcome.FAILED,
+                400,
+                error_class="KizenValidationError",
+                error_message=f"'{secret.lower()}' is taken",
+                field_errors={field_id: [f"{secret.lower()} is taken"], "score": ["12.5 > 10"]},
+            ),
+        ),
+    )
+    store = StateStore(db.warehouse)
+    store.record_results("r1", "s", None, [failed], sensitive_fields={"email", field_id, "score"})
+    dumped = json.dumps(store.audit_rows("r1"), default=str)
+    assert secret.lower() not in dumped.lower()
+    assert "12.5" not in dumped
+    (row,) = store.audit_rows("r1")
+    assert json.loads(row["changed_fields"]) == {"email": "[redacted]", "score": "[redacted]"}

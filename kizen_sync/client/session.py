@@ -4,6 +4,13 @@
 one ``httpx.AsyncClient`` slows down sharply above ~20 concurrent requests, see
 reliability-performance.md 3.4), the :class:`~kizen_sync.client.pacing.Pacer`, the counters
 and the tenacity retry policy. Endpoint methods live in :mod:`kizen_sync.client.client`.
+
+CPU per request is the client's ceiling on a 2-core machine (~1 ms budgeted per request,
+reliability-performance.md G5). Measured on a PATCH loop (32 in flight, emulator at 20 ms in
+its own process, machine shared with other jobs): 1.43-1.59 ms per request before, 0.72-0.90
+ms after these choices, each justified where it is made: the asyncio network backend and the
+cookie jar of :mod:`kizen_sync.client.transport`, absolute URLs, the tenacity-free first
+attempt (:meth:`Session.call`) and 4 requests per shard (:data:`SHARD_SIZE`).
 """
 
 from __future__ import annotations
@@ -12,6 +19,7 @@ import asyncio
 import logging
 import math
 import random
+import time
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -23,6 +31,7 @@ from kizen_sync.client.attempts import AttemptInfo, ClientStats, record_attempt
 from kizen_sync.client.classify import decode_body, error_from_response, error_from_transport
 from kizen_sync.client.pacing import Pacer, Sleep
 from kizen_sync.client.settings import ClientSettings
+from kizen_sync.client.transport import LeanAsyncClient, make_transport
 from kizen_sync.errors import (
     KizenAPIError,
     RateLimitedError,
@@ -34,8 +43,12 @@ __all__ = ["Session"]
 
 logger = logging.getLogger("kizen_sync.client")
 
-#: Requests in flight per httpx.AsyncClient before another shard is opened.
-SHARD_SIZE = 8
+#: Requests in flight per httpx.AsyncClient before another shard is opened. httpcore scans
+#: every pooled connection on each request, so per-request CPU grows with the pool size.
+#: Measured (PATCH loop, emulator at 20 ms in another process, 2 shared cores, CPU ms per
+#: request at 16 / 32 / 48 in flight): 4 per shard 0.90 / 0.72-0.83 / 0.70, 8 per shard
+#: 0.90 / 0.84-1.01 / 0.76, 16 per shard 1.27 / 1.16 / 1.10; 2 per shard 0.84-0.93 at 32.
+SHARD_SIZE = 4
 
 Params = Mapping[str, str | int | bool]
 
@@ -59,9 +72,10 @@ class _Stop:
     call never sleeps past its budget just to fail afterwards.
     """
 
-    def __init__(self, max_attempts: int, budget_s: float) -> None:
+    def __init__(self, max_attempts: int, budget_s: float, *, offset_s: float = 0.0) -> None:
         self.max_attempts = max_attempts
         self.budget_s = budget_s
+        self.offset_s = offset_s  # time the call spent before tenacity started
         self.counted = 0
 
     def __call__(self, rs: RetryCallState) -> bool:
@@ -70,7 +84,8 @@ class _Stop:
             self.counted += 1
         if self.counted >= self.max_attempts:
             return True
-        return (rs.seconds_since_start or 0.0) + rs.upcoming_sleep > self.budget_s
+        elapsed = self.offset_s + (rs.seconds_since_start or 0.0)
+        return elapsed + rs.upcoming_sleep > self.budget_s
 
 
 class Session:
@@ -100,6 +115,7 @@ class Session:
             sleep=sleep,
         )
         self._sleep = sleep
+        self._base_url = settings.base_url
         shards = 1 if transport is not None else math.ceil(settings.max_in_flight / SHARD_SIZE)
         per_shard = math.ceil(settings.max_in_flight / shards)
         headers = {
@@ -115,15 +131,23 @@ class Session:
                 "use this only against a local emulator",
                 settings.base_url,
             )
+        limits = httpx.Limits(max_connections=per_shard, max_keepalive_connections=per_shard)
         self._clients = [
-            httpx.AsyncClient(
+            LeanAsyncClient(
                 base_url=settings.base_url,
                 headers=headers,
                 timeout=httpx.Timeout(settings.timeout_s, connect=settings.connect_timeout_s),
-                limits=httpx.Limits(max_connections=per_shard, max_keepalive_connections=per_shard),
+                limits=limits,
                 verify=settings.verify_tls,
                 trust_env=settings.trust_env,
                 transport=transport,
+                mounts=None
+                if transport is not None
+                else {
+                    "all://": make_transport(
+                        verify=settings.verify_tls, trust_env=settings.trust_env, limits=limits
+                    )
+                },
             )
             for _ in range(shards)
         ]
@@ -162,9 +186,43 @@ class Session:
             KizenAPIError: the classified failure of the last attempt.
         """
         self.stats.calls += 1
+        started = time.monotonic()
+        # Fast path: the first attempt runs without tenacity. Building an AsyncRetrying and
+        # driving its iterator cost ~3 % of the client's CPU per call (py-spy, PATCH loop)
+        # for calls that almost always succeed at once; tenacity takes over on a retryable
+        # failure, with the first attempt's outcome and elapsed time carried in.
+        try:
+            return await self._attempt(method, path, params, json, entries, 1)
+        except KizenAPIError as exc:
+            if not _retryable(exc, idempotent=idempotent):
+                raise
+            first = exc
+        return await self._retry(method, path, params, json, entries, idempotent, first, started)
+
+    async def _retry(
+        self,
+        method: str,
+        path: str,
+        params: Params | None,
+        body: Any,
+        entries: Sequence[Mapping[str, Any]] | None,
+        idempotent: bool,
+        first: KizenAPIError,
+        started: float,
+    ) -> Any:
+        """Attempts 2.. of a call whose first attempt failed with the retryable ``first``.
+
+        Tenacity's attempt 1 replays ``first`` (no request), so its stop, wait and
+        before_sleep rules see exactly the sequence they saw when tenacity ran every attempt;
+        the budget counts from the call's start (``started``), not from here.
+        """
         retrying = AsyncRetrying(
             retry=retry_if_exception(lambda e: _retryable(e, idempotent=idempotent)),
-            stop=_Stop(self.settings.max_attempts, self.settings.retry_budget_s),
+            stop=_Stop(
+                self.settings.max_attempts,
+                self.settings.retry_budget_s,
+                offset_s=time.monotonic() - started,
+            ),
             wait=self._wait,
             before_sleep=self._before_sleep,
             sleep=self._sleep,
@@ -173,7 +231,9 @@ class Session:
         async for attempt in retrying:
             with attempt:
                 number = attempt.retry_state.attempt_number
-                return await self._attempt(method, path, params, json, entries, number)
+                if number == 1:
+                    raise first
+                return await self._attempt(method, path, params, body, entries, number)
         raise AssertionError("unreachable: tenacity either returns or reraises")  # pragma: no cover
 
     async def _attempt(
@@ -195,7 +255,11 @@ class Session:
         status: int | None = None
         result: Any = None
         try:
-            response = await self._clients[shard].request(method, path, params=params, json=body)
+            # An absolute URL: httpx parses it once instead of parsing the relative path and
+            # then re-parsing it merged into base_url (~60 us per request measured here).
+            response = await self._clients[shard].request(
+                method, self._base_url + path, params=params, json=body
+            )
         except httpx.TransportError as exc:
             error = error_from_transport(exc, method=method, path=path)
         else:

@@ -2,9 +2,10 @@
 
 Each ``/api`` route is wrapped once by :meth:`Api.route`, which adds, in order: the rate
 limit decision (at arrival), the latency sleep, injected 5xx, injected connection drops,
-authentication and write permission, then the handler under the store lock, the
-``X-Request-ID`` header and a request-log entry. Handlers are synchronous and never await,
-so the lock is held only for in-memory work.
+authentication and write permission, then the handler under the store lock, an injected slow
+response (``slow_rate``/``slow_ms``, after processing), the ``X-Request-ID`` header and a
+request-log entry. Handlers are synchronous and never await, so the lock is held only for
+in-memory work.
 """
 
 from __future__ import annotations
@@ -212,7 +213,9 @@ class Api:
             if knobs.latency_ms:
                 await asyncio.sleep(knobs.latency_ms / 1000)
             drop = None
+            log = host.request_log
             if retry_after is not None:
+                log.add_fault("throttled")
                 response = json_response(
                     {
                         "detail": f"Request was throttled. Expected available in "
@@ -223,19 +226,25 @@ class Api:
                     {"Retry-After": str(retry_after)},
                 )
             elif (status := host.faults.error_status(knobs.error_rate)) is not None:
+                log.add_fault("error")
                 response = json_response(
                     {"detail": "Injected server error.", "code": "server_error"}, status
                 )
             else:
                 drop = host.faults.drop(knobs.drop_rate)
                 if drop == "before":
-                    host.request_log.add(method, template, DROPPED_STATUS)
+                    log.add_fault("drop_before")
+                    log.add(method, template, DROPPED_STATUS)
                     return _DroppedResponse(200, request_id)
                 response = await self._handle(request, handler, write)
-            host.request_log.add(
-                method, template, DROPPED_STATUS if drop == "after" else response.status_code
-            )
+                if drop is None and host.faults.slow(knobs.slow_rate):
+                    # Processed already: a client that gives up sees a timeout for a write
+                    # that was applied.
+                    log.add_fault("slow")
+                    await asyncio.sleep(knobs.slow_ms / 1000)
+            log.add(method, template, DROPPED_STATUS if drop == "after" else response.status_code)
             if drop == "after":
+                log.add_fault("drop_after")
                 return _DroppedResponse(response.status_code, request_id)
             response.headers["X-Request-ID"] = request_id
             return response

@@ -33,13 +33,20 @@ class Knobs:
         error_rate: probability of a random 500/502/503 before the request is processed.
         drop_rate: probability of dropping the connection; half of the drops happen after
             the request was processed (a write is then applied but unconfirmed).
-        seed: seed of the random generator behind ``error_rate`` and ``drop_rate``.
+        slow_rate: probability of holding a response back by ``slow_ms`` *after* the request
+            was processed: past a client's timeout a write is then applied but unconfirmed,
+            the case a retry (or the next run) must repeat harmlessly.
+        slow_ms: the extra delay of a slow response.
+        seed: seed of the random generator behind ``error_rate``, ``drop_rate`` and
+            ``slow_rate``.
     """
 
     latency_ms: float = 0.0
     rate_limit_rps: float | None = None
     error_rate: float = 0.0
     drop_rate: float = 0.0
+    slow_rate: float = 0.0
+    slow_ms: float = 0.0
     seed: int | None = None
 
     def updated(self, changes: dict[str, Any]) -> Knobs:
@@ -54,9 +61,10 @@ class Knobs:
             raise ValueError(f"unknown knob(s): {', '.join(unknown)}")
         new = replace(self, **changes)
         _check_number("latency_ms", new.latency_ms, low=0)
+        _check_number("slow_ms", new.slow_ms, low=0)
         if new.rate_limit_rps is not None:
             _check_number("rate_limit_rps", new.rate_limit_rps, low=0, strict=True)
-        for name in ("error_rate", "drop_rate"):
+        for name in ("error_rate", "drop_rate", "slow_rate"):
             _check_number(name, getattr(new, name), low=0, high=1)
         if new.seed is not None and (isinstance(new.seed, bool) or not isinstance(new.seed, int)):
             raise ValueError("seed must be an integer or null")
@@ -104,17 +112,31 @@ class RequestLog:
     """Counts of handled requests per (method, route template, status).
 
     Unmatched paths are logged under the route ``(unmatched)``; dropped connections under the
-    status :data:`DROPPED_STATUS`.
+    status :data:`DROPPED_STATUS`. Injected faults are also counted by kind (:meth:`faults`),
+    because a slow response and a drop after processing look like ordinary answers by status.
     """
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._counts: Counter[tuple[str, str, int]] = Counter()
+        self._faults: Counter[str] = Counter()
 
     def add(self, method: str, route: str, status: int) -> None:
         """Count one request."""
         with self._lock:
             self._counts[(method, route, status)] += 1
+
+    def add_fault(self, kind: str) -> None:
+        """Count one injected fault (``throttled``, ``error``, ``drop_before``, ``drop_after``,
+        ``slow``).
+        """
+        with self._lock:
+            self._faults[kind] += 1
+
+    def faults(self) -> dict[str, int]:
+        """A snapshot ``{fault kind: n}`` of the faults injected since the last reset."""
+        with self._lock:
+            return dict(self._faults)
 
     def counts(self) -> dict[tuple[str, str, int], int]:
         """A snapshot ``{(method, route, status): n}``."""
@@ -137,6 +159,7 @@ class RequestLog:
         """Forget every count."""
         with self._lock:
             self._counts.clear()
+            self._faults.clear()
 
     def as_json(self) -> dict[str, Any]:
         """JSON form for ``GET /_emulator/requests``."""
@@ -144,7 +167,11 @@ class RequestLog:
             {"method": m, "route": r, "status": s, "count": n}
             for (m, r, s), n in sorted(self.counts().items())
         ]
-        return {"total": sum(row["count"] for row in rows), "counts": rows}
+        return {
+            "total": sum(row["count"] for row in rows),
+            "counts": rows,
+            "faults": self.faults(),
+        }
 
 
 class Faults:
@@ -162,6 +189,12 @@ class Faults:
         if rate and self.rng.random() < rate:
             return self.rng.choice((500, 502, 503))
         return None
+
+    def slow(self, rate: float) -> bool:
+        """True with probability ``rate`` (no draw at all when ``rate`` is 0, so enabling
+        this knob does not shift the fault sequence of existing seeds).
+        """
+        return bool(rate) and self.rng.random() < rate
 
     def drop(self, rate: float) -> str | None:
         """``"before"`` or ``"after"`` (processing) with probability ``rate``, else ``None``."""

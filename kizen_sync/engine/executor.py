@@ -25,6 +25,7 @@ from typing import Any
 from kizen_sync import mapping
 from kizen_sync.client import KizenClient, capture_attempts
 from kizen_sync.client.attempts import AttemptInfo
+from kizen_sync.config import FieldMapping, SyncConfig
 from kizen_sync.engine import planner
 from kizen_sync.errors import (
     FatalError,
@@ -111,10 +112,10 @@ def _error_fields(error: BaseException | None) -> dict[str, Any]:
         "error_class": type(error).__name__,
         "error_message": str(error) or type(error).__name__,
     }
-    if isinstance(error, KizenValidationError):
+    if isinstance(error, KizenValidationError | MappingError):
+        # One message list per field: Kizen's own for a 400, every collected problem of a
+        # row the planner rejected (not only the first one the message starts with).
         fields["field_errors"] = error.messages_by_field() or None
-    elif isinstance(error, MappingError):
-        fields["field_errors"] = {error.field: [error.problem]}
     return fields
 
 
@@ -170,6 +171,9 @@ class Executor:
         client: an entered client; its ``max_in_flight`` sizes the worker pool by default.
         schema: the target object's schema (field ids for mirror reads).
         sink: persists result batches (state + audit); runs in a thread.
+        sync: the sync whose plan is applied: mirror entries then address each field the way
+            its mapping does (name or field UUID, like the planner's entries) and errors name
+            the source column. Without it fields are addressed by API name.
         concurrency: worker tasks; default ``client.settings.max_in_flight``.
         flush_every: results per batch handed to ``sink``.
         flush_interval_s: longest time a result waits before it is flushed.
@@ -183,6 +187,7 @@ class Executor:
         schema: ObjectSchema,
         sink: ResultSink,
         *,
+        sync: SyncConfig | None = None,
         concurrency: int | None = None,
         flush_every: int = 200,
         flush_interval_s: float = 0.5,
@@ -193,6 +198,8 @@ class Executor:
         self.schema = schema
         self.object = schema.name
         self.sink = sink
+        self.sync = sync
+        self._mappings = _mappings_by_name(sync, schema)
         self.concurrency = concurrency or client.settings.max_in_flight
         self.flush_every = flush_every
         self.flush_interval_s = flush_interval_s
@@ -406,10 +413,16 @@ class Executor:
         record = await self.client.get_record(self.object, kizen_id, field_names=list(mirror))
         entries: list[dict[str, Any]] = []
         for name, desired in mirror.items():
+            spec = self._mappings.get(name)
             field_schema = self.schema.field(name)
             if field_schema is None:
                 raise _Failed(
-                    MappingError(column="?", field=name, problem="field missing from Kizen schema")
+                    MappingError(
+                        column=spec.column if spec is not None else "(not mapped)",
+                        field=name,
+                        problem=f"object {self.object!r} has no field {name!r} any more "
+                        "(its schema changed during the run?)",
+                    )
                 )
             current_field = record.field(name) or record.field(field_schema.id)
             if current_field is None:
@@ -422,8 +435,21 @@ class Executor:
             else:
                 current = mapping.canonical_from_read(field_schema, current_field.value) or ()
             add, remove = planner.set_diff(desired, current)
+            address = planner.field_address(spec, field_schema)
             if add:
-                entries.append({"name": name, "add_values": list(add)})
+                entries.append({**address, "add_values": list(add)})
             if remove:
-                entries.append({"name": name, "remove_values": list(remove)})
+                entries.append({**address, "remove_values": list(remove)})
         return entries
+
+
+def _mappings_by_name(sync: SyncConfig | None, schema: ObjectSchema) -> dict[str, FieldMapping]:
+    """The sync's mappings by the API name the plan uses for their field.
+
+    A mapping whose field the schema does not know is kept under its own spelling.
+    """
+    out: dict[str, FieldMapping] = {}
+    for spec in sync.fields if sync is not None else ():
+        target = schema.field(spec.field)
+        out[target.name if target is not None else spec.field] = spec
+    return out

@@ -18,10 +18,14 @@ The plan decides *what* to send; the executor only sends it. Decisions made here
   mode); otherwise the id remembered in the state is used, and without one upsert mode
   creates and update mode asks the executor to look the record up by identifier.
 - **Deleted rows** archive the record (``delete.archive``) or, with archiving off, plan a
-  NOOP with empty ``new_values`` and no fingerprint: "forget this state row", leaving the
-  Kizen record alone.
+  NOOP with empty ``new_values`` and no fingerprint: "forget this state row"
+  (:attr:`~kizen_sync.models.PlannedOp.forgets_state`), leaving the Kizen record alone; the
+  store deletes the state row once the op is recorded.
 - **Every mapping problem of a row** is collected into one FAIL op, so one look at the
-  failures list shows everything to fix.
+  failures list shows everything to fix. Problems of ``sensitive`` fields are withheld when
+  they are made (coercion messages quote the value), so no reader of the error can leak it.
+- **Values, not labels.** The plan holds canonical values (option and tag *ids*); labels
+  are looked up only for display (:mod:`kizen_sync.mapping.labels`).
 """
 
 from __future__ import annotations
@@ -36,7 +40,7 @@ from kizen_sync.errors import MappingError
 from kizen_sync.models import ChangedRow, ChangeKind, FieldChange, Operation, PlannedOp
 from kizen_sync.schema import FieldSchema, ObjectSchema
 
-__all__ = ["plan_row", "set_diff"]
+__all__ = ["WITHHELD", "field_address", "plan_row", "set_diff"]
 
 #: How a field is compared: ``create`` sends every non-null value as ``value``; ``all`` sends
 #: every field (managed sets as add/remove); ``diff`` sends only what changed.
@@ -51,6 +55,9 @@ class _Missing:
 
 
 _MISSING = _Missing()
+
+#: The problem text of a sensitive field's mapping error (coercion messages quote the value).
+WITHHELD = "value rejected (details withheld: sensitive field)"
 
 
 def set_diff(
@@ -80,11 +87,20 @@ class _Draft:
     mirror: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
 
+def field_address(spec: FieldMapping | None, target: FieldSchema) -> dict[str, str]:
+    """Address a field the way its mapping did: by API name or by field UUID.
+
+    Shared with the executor's mirror entries so that every entry sent for one mapping
+    addresses the field the same way (a mapping by UUID keeps working after a rename).
+    Without a mapping the API name is used.
+    """
+    if spec is not None and spec.field == target.id and spec.field != target.name:
+        return {"id": target.id}
+    return {"name": target.name}
+
+
 def _address(col: _Column) -> dict[str, str]:
-    """Address the field the way the mapping did: by API name or by field UUID."""
-    if col.spec.field == col.field.id and col.spec.field != col.field.name:
-        return {"id": col.field.id}
-    return {"name": col.field.name}
+    return field_address(col.spec, col.field)
 
 
 def _coerce_row(
@@ -118,32 +134,28 @@ def _coerce_row(
         try:
             value = mapping.coerce(target, spec, row[spec.column], tags=tags.get(target.name))
         except MappingError as exc:
-            errors.append(exc)
+            errors.append(_withheld(exc) if spec.sensitive else exc)
             continue
         columns.append(_Column(spec, target, value))
     return columns, errors
 
 
-def _failed(
-    change: ChangedRow, errors: list[MappingError], sync: SyncConfig, kizen_id: str | None
-) -> PlannedOp:
-    """One FAIL op whose error is the first problem and whose message lists them all.
+def _withheld(error: MappingError) -> MappingError:
+    """The error of a sensitive field without its problem text, which may quote the value.
 
-    Problems of sensitive fields other than the first are withheld from the combined text
-    (the store withholds the first one's): messages may quote the rejected value.
+    Done here, where the error is made, so that no later reader (guard messages, the CLI,
+    Dagster metadata, the audit) can show the value.
     """
+    return MappingError(column=error.column, field=error.field, problem=WITHHELD)
+
+
+def _failed(change: ChangedRow, errors: list[MappingError], kizen_id: str | None) -> PlannedOp:
+    """One FAIL op whose error is the first problem and whose message lists them all."""
     first = errors[0]
     error = first
     if len(errors) > 1:
-        sensitive = {m.column for m in sync.fields if m.sensitive}
         others = "; ".join(
-            f"column {e.column!r} -> field {e.field!r}: "
-            + (
-                "value rejected (details withheld: sensitive field)"
-                if e.column in sensitive
-                else e.problem
-            )
-            for e in errors[1:]
+            f"column {e.column!r} -> field {e.field!r}: {e.problem}" for e in errors[1:]
         )
         error = MappingError(
             column=first.column,
@@ -300,7 +312,7 @@ def plan_row(
         if problem is not None:
             errors.append(problem)
     if errors:
-        return _failed(change, errors, sync, kizen_id)
+        return _failed(change, errors, kizen_id)
     restore = state is not None and state.archived and not create
     switched = remembered is not None and kizen_id != remembered
     send_all = full_refresh or change.kind is ChangeKind.NEW or state is None or restore or lookup

@@ -2,13 +2,23 @@
 
 One run of one sync goes through fixed stages, each able to stop it before Kizen is touched::
 
-    SQL counts ─▶ mass-archive guard ─▶ Kizen schema check ─▶ plan (pure) ─▶ reject-rate guard
-        ─▶ apply (async executor) ─▶ state + audit per record ─▶ run row
+    key-only SQL counts ─▶ mass-archive guard ─▶ Kizen schema check ─▶ plan (pure) ─▶
+        reject-rate guard ─▶ apply (async executor) ─▶ state + audit per record ─▶ run row
 
 The guards run *before the first write*: a half-loaded source must never wipe the CRM, and a
 mapping broken for most rows must not send the few that happen to pass. The plan is built
 once; when it is small (the usual incremental run) it is kept in memory and applied as is,
 otherwise the changes are streamed from the warehouse a second time for the apply.
+
+The guards need only the number of records that would be archived and the number synced:
+:meth:`ChangeDetector.archive_counts` answers from keys alone, so the expensive fingerprint
+scan runs once per run (the change stream of the plan), and ``unchanged`` is derived from the
+archive counts and the stream (:class:`~kizen_sync.diff.ChangeTally`). Before, the runner
+called :meth:`ChangeDetector.counts` first: two fingerprint scans per run. Measured with
+``python -m bench.diff_speed`` (1M rows, 1 % churn, shared 2-core machine, best of 3): the
+change detection of a run went from 10.3 s (counts 5.1 + stream 5.2) to 5.2 s (guard counts
+1.4 + stream 3.8) on PostgreSQL 15, and from 33.1 s (20.4 + 12.0) to 9.0 s (1.6 + 7.4) on
+SQLite. Only a run cut short by ``max_records`` still asks ``counts()`` for ``unchanged``.
 
 Everything is sync-callable (``asyncio.run`` inside); ``arun`` is the coroutine for callers
 that already have an event loop.
@@ -32,10 +42,11 @@ import httpx
 
 from kizen_sync.client import ClientSettings, KizenClient
 from kizen_sync.config import ProjectConfig, SyncConfig, load_config, validate_against_schema
-from kizen_sync.diff import ChangeDetector, DiffCounts
+from kizen_sync.diff import ArchiveCounts, ChangeDetector, ChangeTally
 from kizen_sync.engine.executor import ApplySummary, Executor
 from kizen_sync.engine.planner import plan_row
 from kizen_sync.errors import ConfigError, ConfigProblem, GuardError, NotFoundError
+from kizen_sync.mapping.labels import value_labels
 from kizen_sync.models import (
     Operation,
     PlannedOp,
@@ -102,6 +113,7 @@ class _Plan:
     by_op: dict[Operation, int] = field(default_factory=lambda: dict.fromkeys(Operation, 0))
     rejects: list[PlannedOp] = field(default_factory=list)  # first few, for messages
     sample: list[PlannedOp] = field(default_factory=list)
+    tally: ChangeTally = field(default_factory=ChangeTally)  # the streamed rows, by kind
 
     @property
     def planned(self) -> int:
@@ -272,12 +284,13 @@ class SyncRunner:
         options = options or RunOptions(dry_run=True)
         started = _now()
         scope = self._scope(sync_name, options)
-        counts = scope.detector.counts(options.partition, only_keys=scope.only_keys)
+        archive = self._archive_counts(scope, options)
         async with self._client() as client:
             schema, tags = await self._prepare(client, scope)
             plan = await asyncio.to_thread(self._plan, scope, schema, tags, options, False)
             requests = client.stats.requests
-        guard = self._guard_report(scope.sync, counts, plan)
+        unchanged = self._unchanged(scope, options, archive, plan)
+        guard = self._guard_report(scope.sync, archive, plan)
         by_op = plan.by_op
         return RunReport(
             run_id=options.run_id or uuid.uuid4().hex,
@@ -288,7 +301,7 @@ class SyncRunner:
                 created=by_op[Operation.CREATE],
                 updated=by_op[Operation.UPDATE],
                 archived=by_op[Operation.ARCHIVE],
-                unchanged=counts.unchanged,
+                unchanged=unchanged,
                 noop=by_op[Operation.NOOP],
                 failed=by_op[Operation.FAIL],
             ),
@@ -297,6 +310,7 @@ class SyncRunner:
             planned=plan.planned,
             requests=requests,
             plan_sample=plan.sample,
+            labels=value_labels(schema, tags),
             would_archive=guard.would_archive,
             message=guard.message,
         )
@@ -305,11 +319,11 @@ class SyncRunner:
         """Coroutine of :meth:`check_guards`."""
         options = options or RunOptions()
         scope = self._scope(sync_name, options)
-        counts = scope.detector.counts(options.partition, only_keys=scope.only_keys)
+        archive = self._archive_counts(scope, options)
         async with self._client() as client:
             schema, tags = await self._prepare(client, scope)
             plan = await asyncio.to_thread(self._plan, scope, schema, tags, options, False)
-        return self._guard_report(scope.sync, counts, plan)
+        return self._guard_report(scope.sync, archive, plan)
 
     async def arun(self, sync_name: str, options: RunOptions | None = None) -> RunReport:
         """Run one sync: guards first, then apply; state is written per confirmed record.
@@ -327,19 +341,20 @@ class SyncRunner:
         partition_key = options.partition.key if options.partition else None
         scope = self._scope(sync_name, options)
         sync = scope.sync
-        counts = scope.detector.counts(options.partition, only_keys=scope.only_keys)
-        self._archive_guard(sync, counts)
+        archive = self._archive_counts(scope, options)
+        self._archive_guard(sync, archive)
         async with self._client() as client:
             schema, tags = await self._prepare(client, scope)
             plan = await asyncio.to_thread(self._plan, scope, schema, tags, options, True)
             self._reject_guard(sync, plan)
+            unchanged = self._unchanged(scope, options, archive, plan)
             self.store.start_run(run_id, sync.name, partition_key, started_at=started)
             report = RunReport(
                 run_id=run_id,
                 sync=sync.name,
                 partition_key=partition_key,
                 status="failed",
-                counts=RunCounts(unchanged=counts.unchanged),
+                counts=RunCounts(unchanged=unchanged),
                 started_at=started,
                 finished_at=started,
                 planned=plan.planned,
@@ -354,7 +369,7 @@ class SyncRunner:
                 self.store.finish_run(report)
                 raise
             report.requests = client.stats.requests
-        summary.counts.unchanged = counts.unchanged
+        summary.counts.unchanged = unchanged
         report.counts = summary.counts
         report.failures = summary.failures
         report.finished_at = _now()
@@ -430,10 +445,12 @@ class SyncRunner:
         schema: ObjectSchema,
         tags: dict[str, dict[str, str]],
         options: RunOptions,
+        tally: ChangeTally | None = None,
     ) -> Iterator[PlannedOp]:
         """Plan the changed rows in warehouse order, stopping at ``max_records`` writes.
 
-        NOOP state refreshes are free and do not count against the cap.
+        NOOP state refreshes are free and do not count against the cap. ``tally`` counts the
+        streamed rows and is marked complete only when the stream was read to its end.
         """
         writes = 0
         for chunk in scope.detector.iter_changes(
@@ -445,11 +462,15 @@ class SyncRunner:
             for change in chunk:
                 if options.max_records is not None and writes >= options.max_records:
                     return
+                if tally is not None:
+                    tally.add(change)
                 op = plan_row(
                     change, scope.sync, schema, full_refresh=options.full_refresh, tags=tags
                 )
                 writes += op.op is not Operation.NOOP
                 yield op
+        if tally is not None:
+            tally.complete = True
 
     def _plan(
         self,
@@ -463,7 +484,7 @@ class SyncRunner:
         small enough) the ops themselves for the apply.
         """
         plan = _Plan(ops=[] if keep else None)
-        for op in self._iter_ops(scope, schema, tags, options):
+        for op in self._iter_ops(scope, schema, tags, options, plan.tally):
             plan.by_op[op.op] += 1
             if op.op is Operation.FAIL and len(plan.rejects) < 3:
                 plan.rejects.append(op)
@@ -475,7 +496,21 @@ class SyncRunner:
                     plan.ops = None
         return plan
 
-    def _guard_report(self, sync: SyncConfig, counts: DiffCounts, plan: _Plan) -> GuardReport:
+    @staticmethod
+    def _archive_counts(scope: _Scope, options: RunOptions) -> ArchiveCounts:
+        """The guard's key-only counts (no fingerprint scan; see the module docstring)."""
+        return scope.detector.archive_counts(options.partition, only_keys=scope.only_keys)
+
+    @staticmethod
+    def _unchanged(scope: _Scope, options: RunOptions, archive: ArchiveCounts, plan: _Plan) -> int:
+        """Unchanged records in scope: from the planning pass when it read the whole stream,
+        else (``max_records`` cut it short) from a full :meth:`ChangeDetector.counts`.
+        """
+        if plan.tally.complete:
+            return plan.tally.unchanged(archive)
+        return scope.detector.counts(options.partition, only_keys=scope.only_keys).unchanged
+
+    def _guard_report(self, sync: SyncConfig, counts: ArchiveCounts, plan: _Plan) -> GuardReport:
         would_archive = counts.deleted if sync.delete.archive else 0
         archive_fraction = _fraction(would_archive, counts.synced)
         rejects = plan.by_op[Operation.FAIL]
@@ -528,7 +563,7 @@ class SyncRunner:
             f"nothing was sent. Examples: {examples}"
         )
 
-    def _archive_guard(self, sync: SyncConfig, counts: DiffCounts) -> None:
+    def _archive_guard(self, sync: SyncConfig, counts: ArchiveCounts) -> None:
         would_archive = counts.deleted if sync.delete.archive else 0
         message = self._archive_message(sync, would_archive, counts.synced)
         if message:
@@ -553,7 +588,8 @@ class SyncRunner:
     ) -> ApplySummary:
         sync = scope.sync
         partition_key = options.partition.key if options.partition else None
-        sensitive = {m.field for m in sync.fields if m.sensitive}
+        # Plans and errors name fields by API name; the file may give a field id.
+        sensitive = sync.sensitive_field_keys(schema)
         hash_text = os.environ.get(self.config.kizen.audit_hash_key_env)
         hash_key = hash_text.encode("utf-8") if hash_text else None
 
@@ -571,7 +607,7 @@ class SyncRunner:
             if self.progress is not None:
                 self.progress(sync.name, done, total)
 
-        executor = Executor(client, schema, sink, progress=progress, log=self.log)
+        executor = Executor(client, schema, sink, sync=sync, progress=progress, log=self.log)
         ops: list[PlannedOp] | AsyncIterator[PlannedOp]
         if plan.ops is not None:
             ops = plan.ops

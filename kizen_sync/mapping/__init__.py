@@ -11,7 +11,9 @@ what lets a formatting change in SQL plan no request at all.
   (docs/architecture.md, "Wire decisions").
 - :func:`canonical_from_read` normalises what Kizen returns on GET to the same canonical form,
   so mirror mode and tests can compare Kizen with the source.
-- :func:`hash_values` is the keyed hash the audit keeps instead of sensitive values.
+- :func:`hash_values` is the keyed hash the audit keeps instead of sensitive values (the
+  only implementation: the state store calls it).
+- :mod:`kizen_sync.mapping.labels` turns option and tag ids back into labels for display.
 
 Every NULL spelling (None, NaN, NaT, ``pd.NA``, ``""``) coerces to ``None``; what NULL means
 (clear the field or leave it) is decided by the planner from ``FieldMapping.null``.

@@ -18,6 +18,12 @@ CREATE TABLE IF NOT EXISTS {schema}{prefix}sync_state (
 );
 
 -- One row per HTTP attempt (attempt 0: nothing was sent, e.g. a mapping failure).
+-- operation: create / update / archive / noop / fail, or forget (state row dropped, no request).
+-- changed_fields: JSON {field API name: written value}; the names are the contract, values of
+--   non-sensitive fields are kept for debugging only, sensitive ones read "[redacted]".
+-- error_message / field_errors ({field: [message, ...]}): problems of sensitive fields are
+--   withheld and any echo of a sensitive value is "[redacted]".
+-- values_hash: HMAC-SHA256 of the record's values (keyed outside the warehouse), never values.
 CREATE TABLE IF NOT EXISTS {schema}{prefix}audit (
     id             INTEGER PRIMARY KEY,
     run_id         TEXT NOT NULL,

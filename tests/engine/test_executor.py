@@ -7,6 +7,7 @@ tests assert what Kizen was actually sent, and Kizen's state is read back throug
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -14,10 +15,13 @@ import httpx
 import pytest
 
 from kizen_sync.client import ClientSettings, KizenClient
+from kizen_sync.config import SyncConfig
 from kizen_sync.emulator import Emulator
 from kizen_sync.engine.executor import ApplySummary, Executor
+from kizen_sync.engine.planner import plan_row
 from kizen_sync.errors import AuthenticationError, MappingError
-from kizen_sync.models import Operation, Outcome, PlannedOp, RecordResult
+from kizen_sync.models import ChangedRow, ChangeKind, Operation, Outcome, PlannedOp, RecordResult
+from kizen_sync.schema import ObjectSchema
 
 pytestmark = pytest.mark.anyio
 
@@ -66,16 +70,33 @@ class Kizen:
         return KizenClient(self.settings(**overrides), transport=self.wire)
 
     async def apply(
-        self, obj: str, ops: list[PlannedOp], *, concurrency: int = 4, **overrides: Any
+        self,
+        obj: str,
+        ops: list[PlannedOp],
+        *,
+        concurrency: int = 4,
+        sync: SyncConfig | None = None,
+        schema_edit: Callable[[ObjectSchema], ObjectSchema] | None = None,
+        **overrides: Any,
     ) -> tuple[ApplySummary, dict[str, RecordResult]]:
-        """Apply ``ops``; return the summary and every flushed result by source key."""
+        """Apply ``ops``; return the summary and every flushed result by source key.
+
+        ``sync`` is handed to the executor; ``schema_edit`` alters the schema it is given.
+        """
         self.batches.clear()
         async with KizenClient(self.settings(), transport=self.wire) as reader:
             schema = await reader.get_object_schema(obj)
+        if schema_edit is not None:
+            schema = schema_edit(schema)
         self.wire.clear()
         async with self.client(**overrides) as client:
             executor = Executor(
-                client, schema, self.batches.append, concurrency=concurrency, flush_interval_s=0.01
+                client,
+                schema,
+                self.batches.append,
+                sync=sync,
+                concurrency=concurrency,
+                flush_interval_s=0.01,
             )
             summary = await executor.apply(ops, total=len(ops))
         results = {r.op.source_key: r for batch in self.batches for r in batch}
@@ -407,3 +428,100 @@ async def test_results_are_flushed_in_batches_with_progress(kizen):
     assert summary.done == 450
     assert seen[-1] == (450, 450)
     assert [d for d, _ in seen] == list(range(1, 451))
+
+
+# --- mirror addressing, missing fields, per-field problems --------------------------------------
+
+
+def accounts_sync(*fields: dict[str, Any]) -> SyncConfig:
+    """An accounts sync mapping ``fields`` (plus the name, its match key)."""
+    return SyncConfig.model_validate(
+        {
+            "name": "accounts",
+            "object": "accounts",
+            "source": {"table": "accounts", "primary_key": ["id"]},
+            "identity": {"match_on": "name"},
+            "fields": [{"column": "name", "field": "name"}, *fields],
+        }
+    )
+
+
+async def _products(kizen: Kizen) -> tuple[str, dict[str, str], str]:
+    """A new account holding Core and Analytics; the products field id; options by label."""
+    async with kizen.client() as client:
+        schema = await client.get_object_schema("accounts")
+        products = schema.field("products")
+        assert products is not None
+        assert products.options
+        option = {o.name: o.id for o in products.options}
+        created = await client.upsert_record(
+            "accounts",
+            "Mirror By Id Co",
+            [{"name": "products", "value": [option["Core"], option["Analytics"]]}],
+        )
+    return products.id, option, created.record.id
+
+
+async def test_mirror_entries_address_the_field_by_uuid_when_the_mapping_does(
+    kizen: Kizen,
+) -> None:
+    field_id, option, rid = await _products(kizen)
+    sync = accounts_sync({"column": "product_list", "field": field_id, "multi_mode": "mirror"})
+    desired = (option["Analytics"], option["Support"])
+    _, results = await kizen.apply(
+        "accounts", [update("m1", rid, mirror={"products": desired})], sync=sync
+    )
+    assert results["m1"].outcome is Outcome.SUCCESS
+    (_, _, body) = kizen.wire.writes()[0]
+    assert body == {
+        "fields": [
+            {"id": field_id, "add_values": [option["Support"]]},
+            {"id": field_id, "remove_values": [option["Core"]]},
+        ]
+    }
+
+
+async def test_a_mirror_field_missing_from_the_schema_names_the_source_column(
+    kizen: Kizen,
+) -> None:
+    _, option, rid = await _products(kizen)
+    sync = accounts_sync({"column": "product_list", "field": "products", "multi_mode": "mirror"})
+
+    def without_products(schema: ObjectSchema) -> ObjectSchema:
+        kept = [f for f in schema.fields if f.name != "products"]
+        return schema.model_copy(update={"fields": kept})
+
+    summary, results = await kizen.apply(
+        "accounts",
+        [update("m1", rid, mirror={"products": (option["Core"],)})],
+        sync=sync,
+        schema_edit=without_products,
+    )
+    assert summary.counts.failed == 1
+    last = results["m1"].attempts[-1]
+    assert last.error_class == "MappingError"
+    assert "column 'product_list' -> field 'products'" in (last.error_message or "")
+    assert kizen.wire.writes() == []
+
+
+async def test_a_rejected_row_reports_every_problem_under_its_field(kizen: Kizen) -> None:
+    async with kizen.client() as client:
+        schema = await client.get_object_schema("accounts")
+    sync = accounts_sync(
+        {"column": "tier", "field": "tier"},
+        {"column": "employees", "field": "employees"},
+    )
+    change = ChangedRow(
+        kind=ChangeKind.NEW,
+        source_key="bad",
+        row={"name": "Bad Co", "tier": "Platinum", "employees": "many"},
+        state=None,
+        fingerprint="fp",
+    )
+    op = plan_row(change, sync, schema)
+    assert op.op is Operation.FAIL
+    summary, _ = await kizen.apply("accounts", [op], sync=sync)
+    field_errors = summary.failures[0]["field_errors"]
+    assert set(field_errors) == {"tier", "employees"}
+    assert "Platinum" in field_errors["tier"][0]
+    assert "many" in field_errors["employees"][0]

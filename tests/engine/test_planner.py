@@ -380,6 +380,15 @@ def test_deleted_row_without_archiving_plans_forget_the_state(
     assert op.new_values == {}
     assert op.fingerprint is None
     assert op.entries == ()
+    assert op.forgets_state
+
+
+def test_only_the_deleted_row_op_forgets_the_state() -> None:
+    # A formatting-only change is a NOOP too, but one that refreshes the state row.
+    noop = plan(changed({"score": "1.500"}))
+    assert noop.op is Operation.NOOP
+    assert not noop.forgets_state
+    assert not plan(changed(kind=ChangeKind.DELETED)).forgets_state  # an archive
 
 
 def test_a_row_that_came_back_after_we_archived_it_is_restored_with_every_field() -> None:
@@ -416,6 +425,7 @@ def test_every_problem_of_a_row_is_collected_into_one_fail_op() -> None:
     assert "column 'score' -> field 'score': 'abc' is not a number" in text
     assert "column 'email' -> field 'billing_email': 'nope' is not a valid email address" in text
     assert [e.column for e in error.problems] == ["tier", "score", "email"]
+    assert list(error.messages_by_field()) == ["tier", "score", "billing_email"]
 
 
 def test_problems_of_sensitive_fields_do_not_quote_their_values() -> None:
@@ -423,6 +433,23 @@ def test_problems_of_sensitive_fields_do_not_quote_their_values() -> None:
     op = plan(changed({"tier": "Platinum", "email": "secret-value"}), sync)
     assert "secret-value" not in str(op.error)
     assert "field 'billing_email': value rejected (details withheld" in str(op.error)
+
+
+def test_a_sensitive_fields_problem_is_withheld_even_when_it_comes_first() -> None:
+    # The first problem is the one the message starts with: the guard's examples, the CLI's
+    # failures table and Dagster show it, so it must not quote the value either. The field
+    # is addressed by UUID, which must not matter.
+    sync = make_sync(fields={"tier": {"field": TIER_FIELD_ID, "sensitive": True}})
+    op = plan(changed({"tier": "Secret-Tier-Label", "score": "abc"}), sync)
+    assert isinstance(op.error, MappingError)
+    assert "Secret-Tier-Label" not in str(op.error)
+    assert str(op.error).startswith(
+        "column 'tier' -> field 'tier': value rejected (details withheld: sensitive field)"
+    )
+    assert op.error.messages_by_field() == {
+        "tier": ["value rejected (details withheld: sensitive field)"],
+        "score": ["'abc' is not a number"],
+    }
 
 
 def test_a_missing_source_column_fails_the_row() -> None:

@@ -7,18 +7,22 @@ was (not) sent according to the emulator's own request log, what the run report 
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import pytest
+from rich.console import Console
 
+from kizen_sync.cli import plan_table
 from kizen_sync.client import ClientSettings, KizenClient
 from kizen_sync.config import ProjectConfig, parse_config
 from kizen_sync.emulator import Emulator
 from kizen_sync.engine import SyncRunner
 from kizen_sync.errors import ConfigError, GuardError
 from kizen_sync.models import RunOptions
+from kizen_sync.schema import ObjectSchema
 
 CONTACTS = "client_client"
 
@@ -251,3 +255,98 @@ def test_missing_api_key_names_the_variable(db: Any):
     runner = SyncRunner(project(db), warehouse=db.warehouse)
     with pytest.raises(ConfigError, match="KIZEN_SYNC_TEST_NO_SUCH_VAR"):
         runner.run("contacts")
+
+
+# --- contracts between planner, runner, store and display ---------------------------------------
+
+
+def contact_field_ids(env: Env) -> dict[str, str]:
+    """Field API name -> field UUID of the emulator's contacts."""
+
+    async def read() -> ObjectSchema:
+        async with KizenClient(env.settings()) as client:
+            return await client.get_object_schema(CONTACTS)
+
+    return {f.name: f.id for f in asyncio.run(read()).fields}
+
+
+def test_a_deleted_row_that_is_not_archived_is_forgotten_once_and_for_all(env: Env) -> None:
+    people(env.db, [person(i) for i in range(1, 6)])
+    runner = env.runner(delete={"archive": False})
+    assert runner.run("contacts").counts.created == 5
+    people(env.db, [person(i) for i in range(1, 5)])  # row 5 deleted
+    env.emu.request_log.reset()
+    forgot = runner.run("contacts")
+    assert (forgot.counts.noop, forgot.counts.archived, forgot.counts.unchanged) == (1, 0, 4)
+    assert env.writes() == 0
+    assert "p5@example.com" in env.contacts()  # left alone in Kizen
+
+    # Settled: the next plan and run see nothing for it.
+    plan = runner.plan("contacts")
+    assert (plan.planned, plan.counts.noop, plan.counts.unchanged) == (0, 0, 4)
+    report = runner.run("contacts")
+    assert (report.planned, report.counts.noop, report.counts.unchanged) == (0, 0, 4)
+    assert [r for r in runner.store.audit_rows(report.run_id) if r["source_key"] == "5"] == []
+    assert runner.store.load_state("contacts", ["5"]) == {}
+    (forget,) = [r for r in runner.store.audit_rows(forgot.run_id) if r["source_key"] == "5"]
+    assert (forget["operation"], forget["outcome"]) == ("forget", "success")
+
+    # The row comes back: it is new again and finds its record by e-mail.
+    people(env.db, [person(i) for i in range(1, 6)])
+    report = runner.run("contacts")
+    assert (report.counts.created + report.counts.updated, report.counts.failed) == (1, 0)
+    assert runner.store.load_state("contacts", ["5"])["5"].kizen_id is not None
+
+
+def test_values_of_a_sensitive_field_mapped_by_uuid_never_reach_the_audit(env: Env) -> None:
+    ids = contact_field_ids(env)
+    fields = [
+        {"column": "email", "field": "email"},
+        {"column": "first_name", "field": ids["first_name"], "sensitive": True},
+        {"column": "tags", "field": "tags", "format": "delimited"},
+        {"column": "status", "field": ids["email_status"], "sensitive": True},
+    ]
+    secrets = ["SecretAlpha", "SecretBeta", "SecretGamma", "Secret-Bogus-Status"]
+    people(
+        env.db,
+        [person(1, first="SecretAlpha"), person(2, first="SecretBeta", status=secrets[3])],
+    )
+    runner = env.runner(fields=fields)
+    first = runner.run("contacts")
+    assert (first.counts.created, first.counts.failed) == (1, 1)
+    people(env.db, [person(1, first="SecretGamma", status="Not Opted In"), person(2)])
+    second = runner.run("contacts")
+    assert (second.counts.updated, second.counts.created, second.counts.failed) == (1, 1, 0)
+    assert env.contacts()["p1@example.com"]["first_name"] == "SecretGamma"
+
+    rows = runner.store.audit_rows(sync="contacts")
+    dumped = json.dumps(rows, default=str) + json.dumps(
+        [first.failures, second.failures, runner.run_summaries("contacts")], default=str
+    )
+    for secret in secrets:
+        assert secret not in dumped, secret
+    changed = [json.loads(r["changed_fields"]) for r in rows if r["outcome"] == "success"]
+    assert changed
+    assert all(c["first_name"] == "[redacted]" for c in changed)
+    (failed,) = [r for r in rows if r["outcome"] == "failed"]
+    assert json.loads(failed["field_errors"]) == {
+        "email_status": ["value rejected (details withheld: sensitive field)"]
+    }
+
+
+def test_plan_shows_option_and_tag_labels_not_ids(env: Env) -> None:
+    people(env.db, [person(i) for i in range(1, 4)])
+    runner = env.runner()
+    runner.run("contacts")
+    people(env.db, [person(1), person(2), person(3, tags="VIP,Partner", status="Not Opted In")])
+    report = runner.plan("contacts")
+    (op,) = report.plan_sample
+    assert report.labels["email_status"][op.new_values["email_status"]] == "Not Opted In"
+    console = Console(record=True, width=200)
+    console.print(plan_table("contacts", report.plan_sample, report.labels))
+    shown = console.export_text()
+    assert "Opted In → Not Opted In" in shown
+    assert "+Partner \N{MINUS SIGN}Newsletter" in shown
+    assert op.new_values["email_status"] not in shown  # no option id
+    # The plan itself keeps the ids Kizen is sent.
+    assert op.new_values["email_status"] != "Not Opted In"
