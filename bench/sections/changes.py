@@ -90,7 +90,7 @@ def _sections(ctx: Context) -> tuple[Section, Section]:
         columns=[
             ("setting", "engine"),
             ("found", "found"),
-            ("counts_s", "counts s"),
+            ("counts_s", "guard counts s"),
             ("stream_s", "iter_changes s"),
             ("diff_s", "diff s"),
             ("scan_stream_s", "streamed scan s"),
@@ -101,8 +101,9 @@ def _sections(ctx: Context) -> tuple[Section, Section]:
             ("scan_peak_rss_mib", "scan peak RSS MiB"),
         ],
         notes=[
-            "diff = ChangeDetector.counts() + iterating iter_changes() to the end (both include "
-            "the primary-key check); best of the repeats, each in a fresh process.",
+            "diff = ChangeDetector.archive_counts() (the guard's key-only counts) + iterating "
+            "iter_changes() to the end, as SyncRunner.run does (both include the primary-key "
+            "check); best of the repeats, each in a fresh process.",
             "streamed scan = SELECT id + the 8 mapped columns, server-side cursor, 1,000 rows "
             "per fetch: the least a connector diffing outside the warehouse reads every run "
             "(the baseline of the 2x target). aggregate = count(*) + "

@@ -1,9 +1,11 @@
 """Change detection and the plain scans it is compared with, each in a fresh process.
 
-``diff`` is what an incremental run pays before the first request: ``ChangeDetector.counts``
-(SQL aggregates, used by the guards) plus iterating ``iter_changes`` to the end (the changed
-rows, streamed through a server-side cursor). Both include the primary-key uniqueness check
-the detector runs before every diff, because a real run pays it too.
+``diff`` is what an incremental run pays before the first request:
+``ChangeDetector.archive_counts`` (key-only SQL counts, used by the mass-archive guard) plus
+iterating ``iter_changes`` to the end (the changed rows, streamed through a server-side
+cursor), exactly the two warehouse passes of ``SyncRunner.run``. Both include the
+primary-key uniqueness check the detector runs before every diff, because a real run pays it
+too.
 
 ``scan`` reads the same columns without any diff, two ways:
 
@@ -27,7 +29,7 @@ __all__ = ["diff", "scan"]
 
 
 def diff(params: dict[str, Any]) -> dict[str, Any]:
-    """Counts + full change stream of ``params['sync']`` against its state."""
+    """Guard counts + full change stream of ``params['sync']`` against its state."""
     from kizen_sync.config import SyncConfig
     from kizen_sync.diff import ChangeDetector
     from kizen_sync.source import Warehouse
@@ -39,7 +41,7 @@ def diff(params: dict[str, Any]) -> dict[str, Any]:
         detector.store.ensure_schema()
         rss_before = rss_mib()
         t0 = time.perf_counter()
-        counts = detector.counts()
+        guard = detector.archive_counts()
         t1 = time.perf_counter()
         kinds: dict[str, int] = {}
         for chunk in detector.iter_changes(chunk_size=int(params.get("chunk_size", 1000))):
@@ -50,11 +52,10 @@ def diff(params: dict[str, Any]) -> dict[str, Any]:
         warehouse.dispose()
     return {
         "counts": {
-            "new": counts.new,
-            "changed": counts.changed,
-            "deleted": counts.deleted,
-            "unchanged": counts.unchanged,
-            "synced": counts.synced,
+            "new": kinds.get("new", 0),
+            "changed": kinds.get("changed", 0),
+            "deleted": guard.deleted,
+            "synced": guard.synced,
         },
         "streamed": kinds,
         "counts_s": t1 - t0,

@@ -20,6 +20,11 @@ change detection of a run went from 10.3 s (counts 5.1 + stream 5.2) to 5.2 s (g
 1.4 + stream 3.8) on PostgreSQL 15, and from 33.1 s (20.4 + 12.0) to 9.0 s (1.6 + 7.4) on
 SQLite. Only a run cut short by ``max_records`` still asks ``counts()`` for ``unchanged``.
 
+Kizen is read only when the first change reaches the planner (:class:`_Kizen`): a run where
+nothing changed sends no request at all, not even the schema read. The price is that such a
+run cannot notice a field renamed in Kizen; the next run with something to send checks the
+sync against the schema before its first write, as always.
+
 Everything is sync-callable (``asyncio.run`` inside); ``arun`` is the coroutine for callers
 that already have an event loop.
 """
@@ -123,6 +128,36 @@ class _Plan:
     @property
     def total(self) -> int:
         return sum(self.by_op.values())
+
+
+@dataclass
+class _Kizen:
+    """Kizen's side of one call, read on first need.
+
+    The schema (and dynamic-tag ids) are fetched when the planner meets the first change, so
+    that a run with nothing to send makes zero requests. Planning runs on a worker thread;
+    :meth:`prepared` hands the fetch to the event loop that owns the client and waits for it.
+    """
+
+    runner: SyncRunner
+    client: KizenClient
+    scope: _Scope
+    loop: asyncio.AbstractEventLoop
+    schema: ObjectSchema | None = None
+    tags: dict[str, dict[str, str]] = field(default_factory=dict)
+
+    def prepared(self) -> tuple[ObjectSchema, dict[str, dict[str, str]]]:
+        """Schema and tag ids, fetched once (call from a worker thread, never the loop's)."""
+        if self.schema is None:
+            future = asyncio.run_coroutine_threadsafe(
+                self.runner._prepare(self.client, self.scope), self.loop
+            )
+            self.schema, self.tags = future.result()
+        return self.schema, self.tags
+
+    def labels(self) -> dict[str, dict[str, str]]:
+        """Option and tag labels for display; empty when Kizen was never read."""
+        return value_labels(self.schema, self.tags) if self.schema is not None else {}
 
 
 @dataclass
@@ -286,8 +321,8 @@ class SyncRunner:
         scope = self._scope(sync_name, options)
         archive = self._archive_counts(scope, options)
         async with self._client() as client:
-            schema, tags = await self._prepare(client, scope)
-            plan = await asyncio.to_thread(self._plan, scope, schema, tags, options, False)
+            kizen = self._kizen(client, scope)
+            plan = await asyncio.to_thread(self._plan, scope, kizen, options, False)
             requests = client.stats.requests
         unchanged = self._unchanged(scope, options, archive, plan)
         guard = self._guard_report(scope.sync, archive, plan)
@@ -310,7 +345,7 @@ class SyncRunner:
             planned=plan.planned,
             requests=requests,
             plan_sample=plan.sample,
-            labels=value_labels(schema, tags),
+            labels=kizen.labels(),
             would_archive=guard.would_archive,
             message=guard.message,
         )
@@ -321,8 +356,9 @@ class SyncRunner:
         scope = self._scope(sync_name, options)
         archive = self._archive_counts(scope, options)
         async with self._client() as client:
-            schema, tags = await self._prepare(client, scope)
-            plan = await asyncio.to_thread(self._plan, scope, schema, tags, options, False)
+            plan = await asyncio.to_thread(
+                self._plan, scope, self._kizen(client, scope), options, False
+            )
         return self._guard_report(scope.sync, archive, plan)
 
     async def arun(self, sync_name: str, options: RunOptions | None = None) -> RunReport:
@@ -344,8 +380,8 @@ class SyncRunner:
         archive = self._archive_counts(scope, options)
         self._archive_guard(sync, archive)
         async with self._client() as client:
-            schema, tags = await self._prepare(client, scope)
-            plan = await asyncio.to_thread(self._plan, scope, schema, tags, options, True)
+            kizen = self._kizen(client, scope)
+            plan = await asyncio.to_thread(self._plan, scope, kizen, options, True)
             self._reject_guard(sync, plan)
             unchanged = self._unchanged(scope, options, archive, plan)
             self.store.start_run(run_id, sync.name, partition_key, started_at=started)
@@ -361,7 +397,7 @@ class SyncRunner:
                 would_archive=plan.by_op[Operation.ARCHIVE],
             )
             try:
-                summary = await self._apply(client, scope, schema, tags, options, plan, run_id)
+                summary = await self._apply(kizen, options, plan, run_id)
             except BaseException as exc:
                 report.finished_at = _now()
                 report.requests = client.stats.requests
@@ -413,6 +449,9 @@ class SyncRunner:
     def _client(self) -> KizenClient:
         return KizenClient(self.client_settings, transport=self.transport)
 
+    def _kizen(self, client: KizenClient, scope: _Scope) -> _Kizen:
+        return _Kizen(self, client, scope, asyncio.get_running_loop())
+
     async def _prepare(
         self, client: KizenClient, scope: _Scope
     ) -> tuple[ObjectSchema, dict[str, dict[str, str]]]:
@@ -442,8 +481,7 @@ class SyncRunner:
     def _iter_ops(
         self,
         scope: _Scope,
-        schema: ObjectSchema,
-        tags: dict[str, dict[str, str]],
+        kizen: _Kizen,
         options: RunOptions,
         tally: ChangeTally | None = None,
     ) -> Iterator[PlannedOp]:
@@ -459,6 +497,7 @@ class SyncRunner:
             only_keys=scope.only_keys,
             chunk_size=CHUNK_SIZE,
         ):
+            schema, tags = kizen.prepared()
             for change in chunk:
                 if options.max_records is not None and writes >= options.max_records:
                     return
@@ -475,8 +514,7 @@ class SyncRunner:
     def _plan(
         self,
         scope: _Scope,
-        schema: ObjectSchema,
-        tags: dict[str, dict[str, str]],
+        kizen: _Kizen,
         options: RunOptions,
         keep: bool,
     ) -> _Plan:
@@ -484,7 +522,7 @@ class SyncRunner:
         small enough) the ops themselves for the apply.
         """
         plan = _Plan(ops=[] if keep else None)
-        for op in self._iter_ops(scope, schema, tags, options, plan.tally):
+        for op in self._iter_ops(scope, kizen, options, plan.tally):
             plan.by_op[op.op] += 1
             if op.op is Operation.FAIL and len(plan.rejects) < 3:
                 plan.rejects.append(op)
@@ -577,15 +615,12 @@ class SyncRunner:
             raise GuardError(message, sync=sync.name, rejects=plan.by_op[Operation.FAIL])
 
     async def _apply(
-        self,
-        client: KizenClient,
-        scope: _Scope,
-        schema: ObjectSchema,
-        tags: dict[str, dict[str, str]],
-        options: RunOptions,
-        plan: _Plan,
-        run_id: str,
+        self, kizen: _Kizen, options: RunOptions, plan: _Plan, run_id: str
     ) -> ApplySummary:
+        schema = kizen.schema
+        if schema is None:  # nothing reached the planner: nothing to send
+            return ApplySummary()
+        scope = kizen.scope
         sync = scope.sync
         partition_key = options.partition.key if options.partition else None
         # Plans and errors name fields by API name; the file may give a field id.
@@ -607,12 +642,12 @@ class SyncRunner:
             if self.progress is not None:
                 self.progress(sync.name, done, total)
 
-        executor = Executor(client, schema, sink, sync=sync, progress=progress, log=self.log)
+        executor = Executor(kizen.client, schema, sink, sync=sync, progress=progress, log=self.log)
         ops: list[PlannedOp] | AsyncIterator[PlannedOp]
         if plan.ops is not None:
             ops = plan.ops
         else:
-            ops = _in_thread(self._iter_ops(scope, schema, tags, options))
+            ops = _in_thread(self._iter_ops(scope, kizen, options))
         return await executor.apply(ops, total=plan.total)
 
 

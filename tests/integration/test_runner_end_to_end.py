@@ -143,11 +143,12 @@ def test_run_creates_updates_adds_and_removes_tags_and_archives(env: Env):
         "email_status": "Opted In",
     }
 
-    # Nothing changed: the second run sends nothing at all.
+    # Nothing changed: the second run sends nothing at all, not even the schema read.
     env.emu.request_log.reset()
     report = runner.run("contacts")
-    assert env.writes() == 0
-    assert (report.counts.unchanged, report.planned) == (10, 0)
+    assert env.emu.request_log.total() == 0
+    assert (report.requests, report.counts.unchanged, report.planned) == (0, 10, 0)
+    assert runner.plan("contacts").requests == 0
 
     rows = [person(i) for i in range(2, 11)]  # row 1 deleted
     rows[0] = person(2, first="Renamed")
