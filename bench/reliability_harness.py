@@ -52,7 +52,7 @@ from kizen_sync.engine import SyncRunner
 from kizen_sync.errors import KizenSyncError
 from kizen_sync.schema import FieldSchema, ObjectSchema
 from kizen_sync.source import Warehouse
-from kizen_sync.store import StateStore
+from kizen_sync.store import RESOLVE, StateStore
 
 CONTACTS = "client_client"
 SYNC = "people"
@@ -470,7 +470,8 @@ def audit_problems(store: StateStore, sync: str, completed: set[str]) -> list[st
     For every run in ``completed``: each audited record has exactly one terminal row
     (``success``/``failed``), it is its last row, every earlier row is ``retry``, and the run
     audited exactly ``planned + noop`` records. Any other run (killed) may miss terminal rows
-    but never has two for one record.
+    but never has two for one record. ``resolve`` rows close failures of records the run did
+    not plan (``StateStore.resolve_failures``), so they are checked but not counted.
     """
     problems: list[str] = []
     grouped: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
@@ -480,7 +481,7 @@ def audit_problems(store: StateStore, sync: str, completed: set[str]) -> list[st
     for (run_id, key), rows in grouped.items():
         outcomes = [r["outcome"] for r in rows]
         terminal = [o for o in outcomes if o in ("success", "failed")]
-        if run_id in completed:
+        if run_id in completed and rows[-1]["operation"] != RESOLVE:
             per_run[run_id] += 1
         if len(terminal) > 1:
             problems.append(f"run {run_id[:8]} key {key}: {len(terminal)} terminal rows")

@@ -13,7 +13,8 @@ import dagster as dg
 
 from kizen_sync.config import SyncConfig
 from kizen_sync.engine.runner import GuardReport
-from kizen_sync.models import PlannedOp, RunReport
+from kizen_sync.mapping.labels import LabelMap, change_text
+from kizen_sync.models import Operation, PlannedOp, RunReport
 
 __all__ = [
     "OPEN_FAILURES_SHOWN",
@@ -46,7 +47,12 @@ _PLAN_COLUMNS = (
     dg.TableColumn("operation", "string"),
     dg.TableColumn("source_key", "string"),
     dg.TableColumn("kizen_id", "string"),
-    dg.TableColumn("fields", "string", description="Fields the write would change."),
+    dg.TableColumn(
+        "changes",
+        "string",
+        description="Each field the write would change: before → after, or "
+        "+added \N{MINUS SIGN}removed for a multi-valued field.",
+    ),
 )
 
 
@@ -110,14 +116,19 @@ def _failures_table(failures: Sequence[Mapping[str, Any]]) -> dg.TableMetadataVa
     return dg.MetadataValue.table(records, schema=dg.TableSchema(list(_FAILURE_COLUMNS)))
 
 
-def _plan_table(ops: Sequence[PlannedOp]) -> dg.TableMetadataValue:
+def _plan_table(ops: Sequence[PlannedOp], labels: LabelMap) -> dg.TableMetadataValue:
+    """One row per planned record; changes shown as the CLI shows them (labels, not ids)."""
     records = [
         dg.TableRecord(
             {
                 "operation": op.op.value,
                 "source_key": op.source_key,
-                "kizen_id": op.kizen_id,
-                "fields": _short(", ".join(op.changed_fields) or (op.error or "")),
+                "kizen_id": op.kizen_id or ("(by identifier)" if op.identifier else ""),
+                "changes": _short(
+                    str(op.error)
+                    if op.op is Operation.FAIL
+                    else "; ".join(f"{c.field}: {change_text(c, labels)}" for c in op.changes)
+                ),
             }
         )
         for op in ops
@@ -220,5 +231,5 @@ def plan_metadata(report: RunReport, guard: GuardReport, sync: SyncConfig) -> di
         "planned": dg.MetadataValue.int(report.planned),
         "synced": dg.MetadataValue.int(guard.synced),
         "summary": dg.MetadataValue.md(summary),
-        "plan_sample": _plan_table(report.plan_sample),
+        "plan_sample": _plan_table(report.plan_sample, report.labels),
     }

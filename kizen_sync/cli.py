@@ -32,8 +32,8 @@ from rich.table import Table
 from kizen_sync.emulator.cli import emulator as emulator_command
 from kizen_sync.engine.runner import SyncRunner
 from kizen_sync.errors import ConfigError, GuardError, KizenSyncError
-from kizen_sync.mapping.labels import LabelMap, display_change
-from kizen_sync.models import FieldChange, Operation, PlannedOp, RunOptions, RunReport
+from kizen_sync.mapping.labels import LabelMap, change_text
+from kizen_sync.models import Operation, PlannedOp, RunOptions, RunReport
 
 __all__ = ["cli", "main"]
 
@@ -141,23 +141,6 @@ def failures_table(reports: Sequence[RunReport]) -> Table | None:
     return table
 
 
-def _change_text(change: FieldChange) -> str:
-    """``before → after``; items added (``+``) and removed (U+2212 minus) of a multi-valued field.
-
-    A true minus sign, because ``-`` also starts negative numbers and many labels.
-    """
-    parts: list[str] = []
-    if change.add or change.remove:
-        parts.append(
-            " ".join([f"+{v}" for v in change.add] + [f"\N{MINUS SIGN}{v}" for v in change.remove])
-        )
-    else:
-        parts.append(f"{_short(change.before, 40)} → {_short(change.after, 40)}")
-    if change.mirror:
-        parts.append("(mirror)")
-    return "  ".join(parts)
-
-
 def plan_table(sync: str, ops: Sequence[PlannedOp], labels: LabelMap | None = None) -> Table:
     """Per-record field changes of a dry run.
 
@@ -185,7 +168,7 @@ def plan_table(sync: str, ops: Sequence[PlannedOp], labels: LabelMap | None = No
                 op.op.value if first else "",
                 kizen_id if first else "",
                 change.field,
-                _change_text(display_change(change, labels or {})),
+                change_text(change, labels),
             )
     return table
 

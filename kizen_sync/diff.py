@@ -5,6 +5,10 @@ Only new, changed and deleted rows ever leave the warehouse. Each row's fingerpr
 
 * the columns are the mapped columns plus the record-id and soft-delete columns (a change in
   either matters), sorted by name so that reordering the sync file changes nothing;
+* the first part is the sync's mapping signature (:func:`mapping_signature`): editing how
+  columns map to fields (another field, format, NULL handling, option matching...) moves
+  every fingerprint, so the next run re-plans every row against its last synced values and
+  sends what the new mapping changes, instead of waiting for each row to change;
 * each value is rendered in one fixed form per column type, so that the same data always gives
   the same text: PostgreSQL ``timestamptz`` as its UTC epoch to the microsecond whatever the
   session time zone (``extract(epoch ...)``, PostgreSQL 14+; older servers ``to_char`` of the
@@ -48,6 +52,8 @@ or bucketed diff to catch hard deletes.
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Collection, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -68,6 +74,7 @@ from sqlalchemy import (
     extract,
     false,
     func,
+    literal,
     literal_column,
     not_,
     or_,
@@ -99,6 +106,7 @@ __all__ = [
     "SqliteFingerprint",
     "canonical_text",
     "fingerprint_columns",
+    "mapping_signature",
 ]
 
 _NULL, _SEP = 30, 31
@@ -206,6 +214,22 @@ def canonical_text(
     if dialect == "sqlite":
         return func.kizen_canonical(col, type_=Text)
     return _length_prefixed(cast(col, Text))
+
+
+def mapping_signature(sync: SyncConfig) -> str:
+    """A short hash of everything in the sync that decides what a row is sent as.
+
+    The object, the identity and each field mapping without ``sensitive`` (which only decides
+    what the audit keeps). Names, descriptions, schedules, guards and partitions are left
+    out: changing them must not re-plan the table.
+    """
+    spec = {
+        "object": sync.object,
+        "identity": sync.identity.model_dump(mode="json"),
+        "fields": [f.model_dump(mode="json", exclude={"sensitive"}) for f in sync.fields],
+    }
+    text = json.dumps(spec, sort_keys=True, separators=(",", ":"))
+    return hashlib.blake2b(text.encode("utf-8"), digest_size=8).hexdigest()
 
 
 def fingerprint_columns(sync: SyncConfig) -> list[str]:
@@ -326,15 +350,16 @@ class ChangeDetector:
         """The SQL fingerprint of a source row (64-bit hash text of the canonical encoding)."""
         dialect = self.warehouse.dialect
         columns = [self.source.column(c) for c in fingerprint_columns(self.sync)]
+        signature = cast(literal(mapping_signature(self.sync)), Text)
         if dialect == "sqlite":
-            return SqliteFingerprint(*columns)
+            return SqliteFingerprint(signature, *columns)
         info = self.warehouse.engine.dialect.server_version_info or (0,)
         version = tuple(v for v in info if isinstance(v, int))
         parts = [
             func.coalesce(canonical_text(c, dialect, server_version=version), Char(_NULL))
             for c in columns
         ]
-        return RowHash(*parts)
+        return RowHash(signature, *parts)
 
     def fingerprint_query(self, partition: Partition | None = None) -> Select[str, str]:
         """``SELECT source_key, fingerprint`` over the source (for inspection and tests)."""

@@ -82,13 +82,16 @@ class KizenSyncError(Exception):
         return type(self).__name__
 
     def __reduce__(self) -> tuple[Any, ...]:
-        # Keep errors picklable across Dagster's process boundaries.
-        return (_rebuild_error, (type(self), self.message, self.context))
+        # Errors cross process boundaries (Dagster's step processes, multiprocessing). The
+        # default reduce calls ``cls(*args)``, which the keyword-only constructors below
+        # refuse; rebuild without ``__init__`` and restore every attribute (status,
+        # field_errors, problems, ...) from ``__dict__``.
+        return (_rebuild_error, (type(self), self.args), dict(self.__dict__))
 
 
-def _rebuild_error(cls: type[KizenSyncError], message: str, context: dict[str, Any]) -> Any:
+def _rebuild_error(cls: type[KizenSyncError], args: tuple[Any, ...]) -> KizenSyncError:
     error = cls.__new__(cls)
-    KizenSyncError.__init__(error, message, **context)
+    error.args = args
     return error
 
 

@@ -71,7 +71,7 @@ from kizen_sync.models import Operation, Outcome, RecordResult, RunReport, State
 from kizen_sync.source import Warehouse
 from kizen_sync.sqlfiles import migrations, render, split_statements, sql_dir
 
-__all__ = ["FORGET", "StateStore", "StateTables", "decode_values", "encode_values"]
+__all__ = ["FORGET", "RESOLVE", "StateStore", "StateTables", "decode_values", "encode_values"]
 
 _KEYS_PER_QUERY = 5000
 _MESSAGE_LIMIT = 2000
@@ -79,6 +79,10 @@ _REDACTED = "[redacted]"
 _WITHHELD = "value rejected (details withheld: sensitive field)"
 #: The audit ``operation`` of a "forget the state row" op (a NOOP in the plan).
 FORGET = "forget"
+#: Audit operation of an open failure closed without a request: the row no longer needs a
+#: write (it matches what Kizen last confirmed again, or it left the source before it was
+#: ever synced). See :meth:`StateStore.resolve_failures`.
+RESOLVE = "resolve"
 _RUN_COUNTS = (
     "created",
     "updated",
@@ -554,6 +558,52 @@ class StateStore:
         if sync is not None:
             stmt = stmt.where(view.c.sync_name == _name(sync))
         return self._rows(stmt.limit(limit) if limit is not None else stmt)
+
+    def resolve_failures(self, run_id: str, sync: str | SyncConfig, keys: Iterable[str]) -> int:
+        """Close the open failures of ``keys`` with one ``resolve`` success row each.
+
+        The runner calls this for open failures that a complete run did not meet in the
+        change stream: the row was fixed by reverting it to what Kizen already holds, or it
+        was deleted before it was ever created. Nothing is left to send, so without this the
+        failure would stay open (and fail the "failures left open" check) forever.
+
+        Returns:
+            The number of failures closed.
+        """
+        name, now = _name(sync), _now()
+        ordered = sorted(set(keys))
+        if not ordered:
+            return 0
+        state = self.tables.state
+        rows: list[dict[str, Any]] = []
+        with self.warehouse.engine.begin() as conn:
+            for start in range(0, len(ordered), _KEYS_PER_QUERY):
+                batch = ordered[start : start + _KEYS_PER_QUERY]
+                ids = dict(
+                    conn.execute(
+                        select(state.c.source_key, state.c.kizen_id).where(
+                            state.c.sync_name == name, state.c.source_key.in_(batch)
+                        )
+                    ).all()
+                )
+                rows.extend(
+                    {
+                        "run_id": run_id,
+                        "sync_name": name,
+                        "partition_key": None,
+                        "source_key": key,
+                        "kizen_id": ids.get(key),
+                        "operation": RESOLVE,
+                        "outcome": Outcome.SUCCESS.value,
+                        "changed_fields": "[]",
+                        "attempt": 0,
+                        "started_at": now,
+                        "finished_at": now,
+                    }
+                    for key in batch
+                )
+            conn.execute(insert(self.tables.audit), rows)
+        return len(rows)
 
     def failed_keys(self, sync: str | SyncConfig) -> set[str]:
         """Source keys with an open failure (what ``kizen-sync retry`` re-sends)."""

@@ -8,7 +8,13 @@ import pytest
 from sqlalchemy import text
 
 from kizen_sync.config import SyncConfig
-from kizen_sync.diff import ArchiveCounts, ChangeDetector, ChangeTally, fingerprint_columns
+from kizen_sync.diff import (
+    ArchiveCounts,
+    ChangeDetector,
+    ChangeTally,
+    fingerprint_columns,
+    mapping_signature,
+)
 from kizen_sync.errors import SourceError
 from kizen_sync.models import ChangedRow, ChangeKind, Operation, Partition, RecordResult
 from kizen_sync.source import Warehouse, bucket_of
@@ -28,6 +34,29 @@ def make_sync(table: str, *, pk: tuple[str, ...] = ("id",), **source: Any) -> Sy
             ],
         }
     )
+
+
+def edited(sync: SyncConfig, **changes: Any) -> SyncConfig:
+    return SyncConfig.model_validate(sync.model_dump() | changes)
+
+
+def test_mapping_signature_moves_with_the_mapping_and_only_with_it() -> None:
+    sync = make_sync("acct")
+    fields = sync.model_dump()["fields"]
+    same = [
+        edited(sync, description="documented", schedule="0 * * * *", max_reject_rate=0.5),
+        edited(sync, fields=[fields[0], {**fields[1], "sensitive": True}]),
+    ]
+    moved = [
+        edited(sync, fields=[fields[0], {**fields[1], "field": "employees"}]),
+        edited(sync, fields=[fields[0], {**fields[1], "null": "leave"}]),
+        edited(sync, identity={"record_id_column": "name"}),
+        edited(sync, object="companies"),
+    ]
+    assert {mapping_signature(s) for s in same} == {mapping_signature(sync)}
+    signatures = {mapping_signature(s) for s in moved}
+    assert len(signatures) == len(moved)
+    assert mapping_signature(sync) not in signatures
 
 
 def seed(db: Any, rows: int = 6) -> None:

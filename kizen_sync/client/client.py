@@ -20,6 +20,7 @@ from typing import Any, TypeVar, cast
 from urllib.parse import quote
 
 import httpx
+from pydantic import ValidationError
 
 from kizen_sync.client.attempts import ClientStats
 from kizen_sync.client.models import (
@@ -46,6 +47,20 @@ T = TypeVar("T")
 
 _CONTACTS = "client_client"
 _MAX_PAGES = 100_000  # a bound on pagination loops; ~10^7-10^8 rows at Kizen's page sizes
+
+
+def _embedded_fields(raw: Any) -> list[FieldSchema] | None:
+    """The fields embedded in an object detail, or ``None`` when they cannot serve.
+
+    ``None`` (fetch the field list instead) when the detail has no field list or any entry
+    lacks what a field needs: a partial schema would make valid mappings look wrong.
+    """
+    if not isinstance(raw, list) or not raw:
+        return None
+    try:
+        return [FieldSchema.model_validate(f) for f in raw]
+    except ValidationError:
+        return None
 
 
 def _seg(value: str) -> str:
@@ -369,8 +384,11 @@ class KizenClient:
     async def get_object_schema(self, object_name_or_id: str) -> ObjectSchema:
         """The object with its fields, fetched once per client (i.e. per run) and cached.
 
-        Fields are listed by the object's UUID: whether Kizen's field list accepts an API name
-        is undocumented.
+        Kizen's object detail carries the object's fields ("custom object with fields and
+        categories"), so one request usually does: the separate field list is fetched only
+        when the detail has no usable ``fields`` (missing, or entries without the keys a
+        field needs). It is listed by the object's UUID: whether Kizen's field list accepts
+        an API name is undocumented.
         """
         cached = self._schemas.get(object_name_or_id)
         if cached is not None:
@@ -380,14 +398,15 @@ class KizenClient:
             if cached is not None:
                 return cached
             obj = await self._session.call("GET", f"/api/custom-objects/{_seg(object_name_or_id)}")
-            fields = await self._session.call(
-                "GET", f"/api/custom-objects/{_seg(obj['id'])}/fields"
-            )
-            if isinstance(fields, Mapping):  # tolerate a paged answer
-                fields = fields.get("results") or []
-            schema = ObjectSchema.model_validate(
-                {**obj, "fields": [FieldSchema.model_validate(f) for f in fields]}
-            )
+            fields = _embedded_fields(obj.get("fields"))
+            if fields is None:
+                listed = await self._session.call(
+                    "GET", f"/api/custom-objects/{_seg(obj['id'])}/fields"
+                )
+                if isinstance(listed, Mapping):  # tolerate a paged answer
+                    listed = listed.get("results") or []
+                fields = [FieldSchema.model_validate(f) for f in listed]
+            schema = ObjectSchema.model_validate({**obj, "fields": fields})
             self._schemas[schema.id] = self._schemas[schema.name] = schema
             self._schemas[object_name_or_id] = schema
             return schema

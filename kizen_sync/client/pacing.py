@@ -4,8 +4,9 @@ Why hand-written rather than aiolimiter: the adaptive mode changes the rate on t
 pauses every caller for a server-given ``Retry-After``, and the tests drive the bucket with a
 fake clock; a GCRA-style bucket (one "theoretical arrival time" per limiter, O(1) per call,
 no polling) is ~40 lines and does all three. Measured guidance (reliability-performance.md
-3.2): size the bucket at the rate with a *small* burst (~0.1 s of quota); a 1 s burst
-collides with fixed-window limits on the server.
+3.2): size the bucket at the rate with a *small* burst; a 1 s burst collides with
+fixed-window limits on the server (``ClientSettings.effective_burst`` keeps burst plus rate
+within the limit).
 """
 
 from __future__ import annotations

@@ -25,7 +25,7 @@ from __future__ import annotations
 import asyncio
 import ssl
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 import httpcore
@@ -281,18 +281,13 @@ class AsyncioBackend(httpcore.AsyncNetworkBackend):
             return await self._other().connect_tcp(
                 host, port, timeout, local_address, socket_options
             )
-        proto = _StreamProtocol(loop)
         local = None if local_address is None else (local_address, 0)
-        try:
-            transport, _ = await asyncio.wait_for(
-                loop.create_connection(lambda: proto, host, port, local_addr=local), timeout
-            )
-        except TimeoutError as exc:
-            raise httpcore.ConnectTimeout(str(exc)) from exc
-        except OSError as exc:
-            raise httpcore.ConnectError(str(exc) or type(exc).__name__) from exc
-        _apply_options(transport, socket_options)
-        return AsyncioStream(proto)
+        return await _open(
+            lambda proto: loop.create_connection(lambda: proto, host, port, local_addr=local),
+            loop,
+            timeout,
+            socket_options,
+        )
 
     async def connect_unix_socket(
         self,
@@ -305,17 +300,12 @@ class AsyncioBackend(httpcore.AsyncNetworkBackend):
             loop = asyncio.get_running_loop()
         except RuntimeError:
             return await self._other().connect_unix_socket(path, timeout, socket_options)
-        proto = _StreamProtocol(loop)
-        try:
-            transport, _ = await asyncio.wait_for(
-                loop.create_unix_connection(lambda: proto, path), timeout
-            )
-        except TimeoutError as exc:
-            raise httpcore.ConnectTimeout(str(exc)) from exc
-        except OSError as exc:
-            raise httpcore.ConnectError(str(exc) or type(exc).__name__) from exc
-        _apply_options(transport, socket_options)
-        return AsyncioStream(proto)
+        return await _open(
+            lambda proto: loop.create_unix_connection(lambda: proto, path),
+            loop,
+            timeout,
+            socket_options,
+        )
 
     async def sleep(self, seconds: float) -> None:
         """Sleep on the running loop."""
@@ -325,6 +315,24 @@ class AsyncioBackend(httpcore.AsyncNetworkBackend):
             await self._other().sleep(seconds)
         else:
             await asyncio.sleep(seconds)
+
+
+async def _open(
+    connect: Callable[[_StreamProtocol], Awaitable[tuple[asyncio.BaseTransport, Any]]],
+    loop: asyncio.AbstractEventLoop,
+    timeout: float | None,
+    socket_options: Iterable[httpcore.SOCKET_OPTION] | None,
+) -> AsyncioStream:
+    """Run ``connect`` with a fresh protocol, mapping failures to httpcore's errors."""
+    proto = _StreamProtocol(loop)
+    try:
+        transport, _ = await asyncio.wait_for(connect(proto), timeout)
+    except TimeoutError as exc:
+        raise httpcore.ConnectTimeout(str(exc)) from exc
+    except OSError as exc:
+        raise httpcore.ConnectError(str(exc) or type(exc).__name__) from exc
+    _apply_options(transport, socket_options)
+    return AsyncioStream(proto)
 
 
 class _SetCookieCookies(httpx.Cookies):

@@ -22,7 +22,7 @@ import httpx
 from starlette.applications import Starlette
 from starlette.convertors import Convertor, register_url_convertor
 from starlette.exceptions import HTTPException
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
@@ -30,6 +30,9 @@ from starlette.types import Receive, Scope, Send
 from kizen_sync.emulator.knobs import DROPPED_STATUS, Faults, Knobs, RateLimiter, RequestLog
 from kizen_sync.emulator.service import RecordService
 from kizen_sync.emulator.writes import ApiError
+
+#: Status logged when the client hung up before its request was read (nginx's 499).
+CLIENT_CLOSED = 499
 
 __all__ = [
     "Api",
@@ -200,6 +203,10 @@ class Api:
                 return handler(request, body, can_write)
         except ApiError as err:
             return json_response(err.body, err.status)
+        except ClientDisconnect:
+            # The client gave up mid-request (its timeout, a killed sync): nothing was applied
+            # and nobody is listening. 499 is nginx's "client closed request", for the log.
+            return Response(status_code=CLIENT_CLOSED)
 
     def route(self, path: str, method: str, handler: Handler, *, write: bool = False) -> Route:
         """A Starlette route for ``handler`` with auth, knobs and logging around it."""

@@ -35,7 +35,7 @@ import asyncio
 import logging
 import os
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Collection, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -119,6 +119,8 @@ class _Plan:
     rejects: list[PlannedOp] = field(default_factory=list)  # first few, for messages
     sample: list[PlannedOp] = field(default_factory=list)
     tally: ChangeTally = field(default_factory=ChangeTally)  # the streamed rows, by kind
+    watch: Collection[str] = ()  # open failures to look out for in the stream
+    seen: set[str] = field(default_factory=set)  # ... and those the stream did contain
 
     @property
     def planned(self) -> int:
@@ -379,9 +381,14 @@ class SyncRunner:
         sync = scope.sync
         archive = self._archive_counts(scope, options)
         self._archive_guard(sync, archive)
+        # Open failures this run may find resolved (see _resolve_failures); a partition or a
+        # capped run sees only part of the source and cannot tell.
+        watch: Collection[str] = ()
+        if options.partition is None and options.max_records is None:
+            watch = scope.only_keys if scope.only_keys is not None else self.store.failed_keys(sync)
         async with self._client() as client:
             kizen = self._kizen(client, scope)
-            plan = await asyncio.to_thread(self._plan, scope, kizen, options, True)
+            plan = await asyncio.to_thread(self._plan, scope, kizen, options, True, watch)
             self._reject_guard(sync, plan)
             unchanged = self._unchanged(scope, options, archive, plan)
             self.store.start_run(run_id, sync.name, partition_key, started_at=started)
@@ -405,6 +412,7 @@ class SyncRunner:
                 self.store.finish_run(report)
                 raise
             report.requests = client.stats.requests
+        self._resolve_failures(sync, plan, run_id)
         summary.counts.unchanged = unchanged
         report.counts = summary.counts
         report.failures = summary.failures
@@ -517,12 +525,16 @@ class SyncRunner:
         kizen: _Kizen,
         options: RunOptions,
         keep: bool,
+        watch: Collection[str] = (),
     ) -> _Plan:
         """One planning pass: counts per operation, rejected samples, and (when ``keep`` and
-        small enough) the ops themselves for the apply.
+        small enough) the ops themselves for the apply. Keys of ``watch`` met in the stream
+        are noted in ``seen``.
         """
-        plan = _Plan(ops=[] if keep else None)
+        plan = _Plan(ops=[] if keep else None, watch=watch)
         for op in self._iter_ops(scope, kizen, options, plan.tally):
+            if op.source_key in watch:
+                plan.seen.add(op.source_key)
             plan.by_op[op.op] += 1
             if op.op is Operation.FAIL and len(plan.rejects) < 3:
                 plan.rejects.append(op)
@@ -533,6 +545,24 @@ class SyncRunner:
                 if len(plan.ops) > PLAN_IN_MEMORY:
                     plan.ops = None
         return plan
+
+    def _resolve_failures(self, sync: SyncConfig, plan: _Plan, run_id: str) -> None:
+        """Close open failures that no longer need a write.
+
+        A complete run streams every row that needs a write. An open failure it did not meet
+        was fixed without leaving a change behind (the row was put back to what Kizen last
+        confirmed) or its row left the source before it was ever synced: either way nothing
+        is left to send, and the failure gets a ``resolve`` audit row that closes it.
+        """
+        if not plan.tally.complete or not plan.watch:
+            return
+        resolved = self.store.resolve_failures(run_id, sync, set(plan.watch) - plan.seen)
+        if resolved:
+            self.log.info(
+                "sync %s: %d open failure(s) need no write any more and were closed",
+                sync.name,
+                resolved,
+            )
 
     @staticmethod
     def _archive_counts(scope: _Scope, options: RunOptions) -> ArchiveCounts:

@@ -19,7 +19,7 @@ from typing import Any
 from kizen_sync.models import FieldChange
 from kizen_sync.schema import OPTION_TYPES, ObjectSchema
 
-__all__ = ["LabelMap", "display_change", "label_of", "value_labels"]
+__all__ = ["LabelMap", "change_text", "display_change", "label_of", "value_labels"]
 
 #: Field API name -> id -> label.
 LabelMap = Mapping[str, Mapping[str, str]]
@@ -75,3 +75,25 @@ def display_change(change: FieldChange, labels: LabelMap) -> FieldChange:
         add=tuple(label_of(labels, change.field, list(change.add))),
         remove=tuple(label_of(labels, change.field, list(change.remove))),
     )
+
+
+def _clip(value: Any, width: int) -> str:
+    text = "∅" if value is None else str(value)
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def change_text(change: FieldChange, labels: LabelMap | None = None, width: int = 40) -> str:
+    """One field change in words: ``before → after``, or the items added (``+``) and removed
+    (U+2212 minus) of a multi-valued field, ids shown as labels.
+
+    Shared by the CLI's plan table and the Dagster plan metadata so both read the same. A true
+    minus sign, because ``-`` also starts negative numbers and many labels.
+    """
+    change = display_change(change, labels or {})
+    if change.add or change.remove:
+        text = " ".join(
+            [f"+{v}" for v in change.add] + [f"\N{MINUS SIGN}{v}" for v in change.remove]
+        )
+    else:
+        text = f"{_clip(change.before, width)} → {_clip(change.after, width)}"
+    return f"{text}  (mirror)" if change.mirror else text

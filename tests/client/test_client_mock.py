@@ -318,7 +318,40 @@ async def test_object_schema_is_fetched_once_per_client(fake, settings):
         )
     assert first is second is by_id
     assert first.field("tier").option_by_label("gold").id == "o1"
-    assert len(fake.requests) == 2
+    # The detail had no fields: the field list was fetched, once.
+    assert [r.url.path for r in fake.requests] == [
+        "/api/custom-objects/accounts",
+        "/api/custom-objects/obj-uuid/fields",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("embedded", "requests"),
+    [
+        pytest.param("whole", 1, id="fields-in-the-detail-one-request"),
+        pytest.param("partial", 2, id="unusable-embedded-fields-fetches-the-list"),
+    ],
+)
+async def test_fields_embedded_in_the_object_detail_save_a_request(
+    fake, settings, embedded: str, requests: int
+):
+    fields = [
+        {"id": "f1", "name": "name", "field_type": "text"},
+        {
+            "id": "f2",
+            "name": "tier",
+            "field_type": "dropdown",
+            "options": [{"id": "o1", "name": "Gold"}],
+        },
+    ]
+    shown = fields if embedded == "whole" else [{"id": "f1", "display_name": "Name"}]
+    obj = {"id": "obj-uuid", "name": "accounts", "fields": shown}
+    fake.on("GET", "/api/custom-objects/accounts", httpx.Response(200, json=obj))
+    fake.on("GET", "/api/custom-objects/obj-uuid/fields", httpx.Response(200, json=fields))
+    async with KizenClient(settings, transport=fake.transport) as kizen:
+        schema = await kizen.get_object_schema("accounts")
+    assert [f.name for f in schema.fields] == ["name", "tier"]
+    assert len(fake.requests) == requests
 
 
 async def test_dynamic_tags_use_the_contacts_route_for_contacts(fake, settings):
@@ -402,7 +435,8 @@ def test_settings_from_env(monkeypatch):
     assert settings.api_key.get_secret_value() == "env-key"
     assert settings.base_url == "http://127.0.0.1:9"
     assert settings.paced_rate == pytest.approx(190)
-    assert settings.effective_burst == 19
+    # Burst + paced rate stay within the limit in any one second: 5 + 190 <= 200.
+    assert settings.effective_burst == 5
     assert "env-key" not in repr(settings)
 
 

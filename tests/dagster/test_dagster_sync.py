@@ -14,6 +14,10 @@ def test_scheduled_sync_creates_then_sends_nothing(project: Project) -> None:
     plan = metadata_values(materializations(first, "kizen/contacts_plan")[0])
     assert plan["would_create"] == 25
     assert plan["would_archive"] == 0
+    # The plan sample reads like the CLI's plan: field by field, option labels, not ids.
+    changes = [r.data["changes"] for r in plan["plan_sample"].records]
+    assert len(changes) == 25
+    assert any("email_status: ∅ → Opted In" in c for c in changes), changes[:3]
     applied = metadata_values(materializations(first, "kizen/contacts")[0])
     assert applied["created"] == 25
     assert applied["failed"] == 0

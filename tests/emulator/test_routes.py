@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.emulator.conftest import COMPANY_ACME, value
+from tests.emulator.conftest import COMPANY_ACME, headers, value
 
 pytestmark = pytest.mark.anyio
 
@@ -144,3 +144,34 @@ async def test_unknown_object_and_record_are_json_404(client):
     assert r.json() == {"detail": "Not found.", "code": "not_found"}
     r = await client.post(ACME_URL)
     assert r.status_code == 405
+
+
+async def test_a_client_hanging_up_mid_body_changes_nothing_and_raises_nothing(emu):
+    """A sync killed (or timing out) while sending a PATCH: the emulator shrugs, logs 499."""
+    before = emu.records("companies_company")
+    sent: list[dict] = []
+
+    async def receive() -> dict:
+        return {"type": "http.disconnect"}
+
+    async def send(message: dict) -> None:
+        sent.append(message)
+
+    raw_headers = [(k.lower().encode(), v.encode()) for k, v in headers(emu).items()]
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "PATCH",
+        "scheme": "http",
+        "path": ACME_URL,
+        "raw_path": ACME_URL.encode(),
+        "query_string": b"",
+        "headers": [*raw_headers, (b"content-type", b"application/json")],
+        "client": ("127.0.0.1", 50000),
+        "server": ("kizen.test", 80),
+    }
+    await emu.app(scope, receive, send)
+
+    assert sent[0]["status"] == 499
+    assert emu.records("companies_company") == before

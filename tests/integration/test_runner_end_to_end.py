@@ -227,6 +227,54 @@ def test_retry_resends_only_open_failures(env: Env):
     assert runner.plan("contacts").counts.updated == 1
 
 
+def test_a_failure_fixed_without_a_change_left_to_send_is_closed(env: Env):
+    # Row 2 synced fine, then got a bad value; row 3 never synced (bad value from the start).
+    people(env.db, [person(1), person(2), person(3, status="Bogus")])
+    runner = env.runner(delete={"max_archive_fraction": 1.0})
+    assert runner.run("contacts").counts.failed == 1
+    people(env.db, [person(1), person(2, status="Bogus"), person(3, status="Bogus")])
+    assert runner.run("contacts").counts.failed == 2
+    assert {f["source_key"] for f in runner.open_failures("contacts")} == {"2", "3"}
+
+    # Row 2 is put back as it was (nothing to send), row 3 is dropped before it was ever synced.
+    people(env.db, [person(1), person(2)])
+    env.emu.request_log.reset()
+    report = runner.run("contacts")
+    assert (report.status, report.planned, env.writes()) == ("success", 0, 0)
+    assert runner.open_failures("contacts") == []
+    resolved = [r for r in runner.store.audit_rows(report.run_id) if r["operation"] == "resolve"]
+    assert {(r["source_key"], r["outcome"]) for r in resolved} == {
+        ("2", "success"),
+        ("3", "success"),
+    }
+    kizen_ids = {r["source_key"]: r["kizen_id"] for r in resolved}
+    assert kizen_ids["2"] is not None  # the record it was synced to
+    assert kizen_ids["3"] is None  # never created
+
+
+def test_editing_the_mapping_resends_what_it_changes_without_any_row_change(env: Env):
+    people(env.db, [person(i) for i in range(1, 4)])
+    fields = project(env.db).syncs[0].model_dump(mode="json")["fields"]
+    assert env.runner().run("contacts").counts.created == 3
+
+    # A description edit is not a mapping change: nothing to plan, nothing sent.
+    env.emu.request_log.reset()
+    report = env.runner(description="now documented").run("contacts")
+    assert (report.planned, env.emu.request_log.total()) == (0, 0)
+
+    # The same column now also feeds last_name: every record gets it, and only it.
+    report = env.runner(fields=[*fields, {"column": "first_name", "field": "last_name"}]).run(
+        "contacts"
+    )
+    assert (report.counts.updated, report.counts.unchanged) == (3, 0)
+    assert env.emu.request_log.total(method="PATCH") == 3
+    assert {c["changed_fields"] for c in env.runner().store.audit_rows(report.run_id)} == {
+        '{"last_name": "Person1"}',
+        '{"last_name": "Person2"}',
+        '{"last_name": "Person3"}',
+    }
+
+
 def test_max_records_caps_writes_and_the_rest_wait(env: Env):
     people(env.db, [person(i) for i in range(1, 11)])
     runner = env.runner()

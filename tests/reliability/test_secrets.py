@@ -16,6 +16,7 @@ import asyncio
 import json
 import logging
 import os
+import sqlite3
 import subprocess
 import traceback
 from collections.abc import Iterator
@@ -141,7 +142,9 @@ def test_canary_key_absent_from_debug_logs_errors_and_tables(
             assert counts.created + counts.updated + counts.failed == report.planned == 30
             emu.set_knobs(error_rate=0.0, drop_rate=0.0)
 
-            # A key the server refuses (401): the canary must not be in the error either.
+            # A key the server refuses (401): the canary must not be in the error either. A
+            # new row first, or the run would have nothing to send and ask Kizen nothing.
+            write_rows(warehouse.engine, initial_rows(random.Random(3), 31))
             wrong = settings.model_copy(update={"api_key": SecretStr(f"{CANARY}-old")})
             with pytest.raises(AuthenticationError) as refused:
                 SyncRunner(project, client_settings=wrong, warehouse=warehouse).run(SYNC)
@@ -193,6 +196,7 @@ def test_canary_key_absent_from_cli_verbose_output(tmp_path: Path) -> None:
                     check=False,
                 )
                 outputs.append(done.stdout + done.stderr)
+            write_rows(warehouse.engine, initial_rows(random.Random(5), 21))  # one to send
             refused = subprocess.run(
                 [*cli_command(), "--verbose", "run", "--config", str(config)],
                 env={**env, "KIZEN_API_KEY": f"{CANARY}-old"},
@@ -240,6 +244,8 @@ def test_canary_key_absent_from_dagster_events_and_metadata(
         ok = dg.materialize([asset], instance=instance, raise_on_error=False)
         assert ok.success
         assert ok.get_asset_materialization_events()
+        with sqlite3.connect(tmp_path / "warehouse.db") as db:  # something to send
+            db.execute("UPDATE crm_contacts SET first_name = 'Augusta' WHERE contact_id = 1")
         monkeypatch.setenv("KIZEN_API_KEY", f"{CANARY}-old")  # refused: a failed step
         refused = dg.materialize([asset], instance=instance, raise_on_error=False)
         assert not refused.success
