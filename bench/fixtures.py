@@ -162,6 +162,7 @@ class Churn:
     update_every: int = 0
     delete_every: int = 0
     new_rows: int = 0
+    touch_every: int = 0  # rows whose ``updated_at`` moves while every synced value stays
 
     @classmethod
     def mixed(cls, rows: int, fraction: float) -> Churn:
@@ -177,12 +178,20 @@ class Churn:
         """Only edits (what a cursor-based peer can see as well)."""
         return cls(update_every=max(1, round(1 / fraction)))
 
+    @classmethod
+    def touches(cls, fraction: float) -> Churn:
+        """Edits plus as many *touches*: ``updated_at`` bumped with no synced value changed,
+        as when an ETL job rewrites a row or an unsynced column changes.
+        """
+        every = max(1, round(1 / fraction))
+        return cls(update_every=every, touch_every=every)
+
     def apply(self, url: str, table: str, rows: int) -> dict[str, int]:
         """Change the source table; return how many rows were updated, deleted, inserted."""
         engine = _engine(url)
         pg = engine.dialect.name == "postgresql"
         now = "now()" if pg else "strftime('%Y-%m-%d %H:%M:%f', 'now')"
-        out = {"updated": 0, "deleted": 0, "inserted": 0}
+        out = {"updated": 0, "deleted": 0, "inserted": 0, "touched": 0}
         try:
             with engine.begin() as conn:
                 if self.update_every:
@@ -190,6 +199,11 @@ class Churn:
                         conn,
                         f"UPDATE {table} SET name = name || ' (edited)', employees = employees + 1,"
                         f" updated_at = {now} WHERE id % {self.update_every} = 1",
+                    ).rowcount
+                if self.touch_every:
+                    out["touched"] = _sql(
+                        conn,
+                        f"UPDATE {table} SET updated_at = {now} WHERE id % {self.touch_every} = 3",
                     ).rowcount
                 if self.delete_every:
                     out["deleted"] = _sql(
