@@ -7,8 +7,12 @@ from pathlib import Path
 
 import dagster as dg
 import pytest
+from dagster_world import Project
 from sqlalchemy import create_engine, text
 from sqlalchemy.exc import OperationalError
+
+from kizen_sync.demo import seed_warehouse
+from kizen_sync.emulator import Emulator
 
 DEPLOY_CONFIG = Path(__file__).parents[2] / "deploy" / "dagster.yaml"
 SERVER_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
@@ -36,36 +40,42 @@ def pg_dagster_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return tmp_path
 
 
-@dg.op
-def hello() -> str:
-    return "hello"
-
-
-@dg.job
-def small_job() -> None:
-    hello()
-
-
 @pytest.mark.postgres
-def test_runs_are_recorded_in_postgres(pg_dagster_home: Path) -> None:
+def test_a_sync_run_is_recorded_in_postgres(
+    pg_dagster_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    emulator = Emulator.demo()
+    monkeypatch.setenv("KIZEN_API_KEY", emulator.credentials[0])
+    url = seed_warehouse(tmp_path / "warehouse.db")
     instance = dg.DagsterInstance.get()
     try:
         pools = instance.get_concurrency_config().pool_config
         assert pools.default_pool_limit == 1
-
-        result = small_job.execute_in_process(instance=instance)
-
-        assert result.success
         assert type(instance.run_storage).__name__ == "PostgresRunStorage"
+        with emulator.serve(host="127.0.0.1", port=0) as base_url:
+            project = Project(tmp_path, url, emulator, base_url, instance)
+            result = project.run_job(project.definitions(), "contacts_sync")
+        assert result.success
+        assert len(emulator.records("client_client")) == 25
         assert instance.get_run_by_id(result.run_id) is not None
     finally:
         instance.dispose()
+        emulator.close()
     engine = create_engine(DAGSTER_PG_URL)
     try:
         with engine.connect() as conn:
             stored = conn.execute(
-                text("SELECT status FROM runs WHERE run_id = :id"), {"id": result.run_id}
+                text("SELECT status, pipeline_name FROM runs WHERE run_id = :id"),
+                {"id": result.run_id},
+            ).one()
+            materialized = conn.execute(
+                text(
+                    "SELECT count(*) FROM event_logs WHERE run_id = :id"
+                    " AND dagster_event_type = 'ASSET_MATERIALIZATION'"
+                ),
+                {"id": result.run_id},
             ).scalar()
     finally:
         engine.dispose()
-    assert stored == "SUCCESS"
+    assert tuple(stored) == ("SUCCESS", "contacts_sync")
+    assert materialized == 2  # kizen/contacts_plan and kizen/contacts
