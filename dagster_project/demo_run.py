@@ -27,6 +27,7 @@ from rich.table import Table
 from sqlalchemy import create_engine, text
 
 from dagster_project.build import build_definitions
+from kizen_sync.cli import make_console
 from kizen_sync.emulator import Emulator
 
 __all__ = ["main", "run_demo_jobs"]
@@ -129,7 +130,7 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of ``python -m dagster_project.demo_run``."""
     args = sys.argv[1:] if argv is None else argv
     workdir = Path(args[0]) if args else Path(".demo")
-    return 0 if run_demo_jobs(workdir, Console()) else 1
+    return 0 if run_demo_jobs(workdir, make_console()) else 1
 
 
 if __name__ == "__main__":

@@ -35,13 +35,26 @@ from kizen_sync.errors import ConfigError, GuardError, KizenSyncError
 from kizen_sync.mapping.labels import LabelMap, change_text
 from kizen_sync.models import Operation, PlannedOp, RunOptions, RunReport
 
-__all__ = ["cli", "main"]
+__all__ = ["cli", "main", "make_console"]
 
 EXIT_FAILED = 1
 EXIT_CONFIG = 2
 
-out = Console(highlight=False, soft_wrap=False)
-err = Console(stderr=True, highlight=False)
+#: Width of tables when output is not a terminal (CI logs, a pipe): rich would use 80 columns
+#: and cut the summary tables' headers; ``COLUMNS`` still wins.
+PIPED_WIDTH = 120
+
+
+def make_console(**kwargs: Any) -> Console:
+    """A rich console that stays readable when piped (see :data:`PIPED_WIDTH`)."""
+    console = Console(**kwargs)
+    if not console.is_terminal and "COLUMNS" not in os.environ:
+        console.width = PIPED_WIDTH
+    return console
+
+
+out = make_console(highlight=False, soft_wrap=False)
+err = make_console(stderr=True, highlight=False)
 
 
 def _exit_code(error: KizenSyncError) -> int:
