@@ -595,7 +595,7 @@ class StateStore:
                         "kizen_id": ids.get(key),
                         "operation": RESOLVE,
                         "outcome": Outcome.SUCCESS.value,
-                        "changed_fields": "[]",
+                        "changed_fields": "{}",
                         "attempt": 0,
                         "started_at": now,
                         "finished_at": now,

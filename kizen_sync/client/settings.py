@@ -111,10 +111,10 @@ class ClientSettings(BaseModel):
     def effective_burst(self) -> int:
         """Bucket depth: the explicit ``burst``, else half of the headroom's requests.
 
-        A token bucket lets ``burst + paced_rate`` requests into any one second. Kizen-like
-        fixed-window limits count exactly that, so the burst must fit in the headroom
-        ``requests_per_second - paced_rate``; half of it is used, the other half absorbs
-        requests bunching up on the way to the server. Measured (``python -m bench --only
+        A token bucket lets ``burst + paced_rate`` requests into any one second. Fixed-window
+        limits (DRF throttling, the emulator) count exactly that, so the burst must fit in the
+        headroom ``requests_per_second - paced_rate``; half of it is used, the other half
+        absorbs requests bunching up on the way to the server. Measured (``python -m bench --only
         throughput``, R = 1000/s, 20 ms): the earlier 0.1 s of quota (95 requests) let
         1,045 requests into some windows and drew 33 429s per 10,000 updates.
         """
