@@ -36,7 +36,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import httpx
 import yaml
@@ -859,16 +859,22 @@ def crash_loop(
             segments: list[tuple[int, int, datetime, datetime, bool]] = []
             points = kill_points(seed, crashes, changes)
             exits: list[int | None] = []
+
+            def start_run(log: IO[bytes]) -> subprocess.Popen[bytes]:
+                """``kizen-sync run`` in its own process, output to ``log``."""
+                proc = subprocess.Popen(
+                    [*cli_command(), "run", "--config", str(config)],
+                    env=env,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                )
+                procs.append(proc)
+                return proc
+
             for number, point in enumerate(points):
                 begin, wall_begin = len(journal), datetime.now(UTC)
                 with (workdir / f"run{number:02d}.log").open("wb") as log:
-                    proc = subprocess.Popen(
-                        [*cli_command(), "run", "--config", str(config)],
-                        env=env,
-                        stdout=log,
-                        stderr=subprocess.STDOUT,
-                    )
-                    procs.append(proc)
+                    proc = start_run(log)
                     t0 = time.monotonic()
                     if point.kind == "writes":
                         due = _wait_until(
@@ -891,13 +897,7 @@ def crash_loop(
                     break  # the run ended before its kill moment (no work left, or it failed)
             final_begin, wall_begin = len(journal), datetime.now(UTC)
             with (workdir / "final.log").open("wb") as log:
-                proc = subprocess.Popen(
-                    [*cli_command(), "run", "--config", str(config)],
-                    env=env,
-                    stdout=log,
-                    stderr=subprocess.STDOUT,
-                )
-                procs.append(proc)
+                proc = start_run(log)
                 try:
                     result.final_exit = proc.wait(timeout=final_timeout_s)
                 finally:

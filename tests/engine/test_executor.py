@@ -206,18 +206,7 @@ async def test_managed_tags_add_and_remove_keep_values_added_in_kizen(kizen):
 
 
 async def test_mirror_reads_kizen_and_sends_the_difference(kizen):
-    async with kizen.client() as client:
-        schema = await client.get_object_schema("accounts")
-        products = schema.field("products")
-        assert products is not None
-        assert products.options
-        option = {o.name: o.id for o in products.options}
-        created = await client.upsert_record(
-            "accounts",
-            "Mirror Co",
-            [{"name": "products", "value": [option["Core"], option["Analytics"]]}],
-        )
-    rid = created.record.id
+    _, option, rid = await _products(kizen, "Mirror Co")
     desired = (option["Analytics"], option["Support"])
     summary, results = await kizen.apply(
         "accounts", [update("m1", rid, mirror={"products": desired})]
@@ -446,8 +435,9 @@ def accounts_sync(*fields: dict[str, Any]) -> SyncConfig:
     )
 
 
-async def _products(kizen: Kizen) -> tuple[str, dict[str, str], str]:
-    """A new account holding Core and Analytics; the products field id; options by label."""
+async def _products(kizen: Kizen, name: str = "Mirror By Id Co") -> tuple[str, dict[str, str], str]:
+    """A new account holding Core and Analytics: the products field id, options by label, and
+    the account's id."""
     async with kizen.client() as client:
         schema = await client.get_object_schema("accounts")
         products = schema.field("products")
@@ -456,7 +446,7 @@ async def _products(kizen: Kizen) -> tuple[str, dict[str, str], str]:
         option = {o.name: o.id for o in products.options}
         created = await client.upsert_record(
             "accounts",
-            "Mirror By Id Co",
+            name,
             [{"name": "products", "value": [option["Core"], option["Analytics"]]}],
         )
     return products.id, option, created.record.id
