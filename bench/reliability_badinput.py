@@ -278,6 +278,16 @@ def synced_case(
 # --- cases stopping before any write ------------------------------------------------------------
 
 
+def _accounts_by_id_sync() -> dict[str, Any]:
+    """Table ``acc`` (id, kid, name) to accounts, identified by the Kizen id in ``kid``."""
+    return {
+        "object": ACCOUNTS,
+        "source": {"table": "acc", "primary_key": ["id"]},
+        "identity": {"record_id_column": "kid"},
+        "fields": [{"column": "name", "field": "name"}],
+    }
+
+
 def _people_sync(table: str = "people", **overrides: Any) -> dict[str, Any]:
     return {
         "object": CONTACTS,
@@ -411,13 +421,7 @@ def _kizen_400_unique(world: Lab) -> None:
     for i in (1, 2):
         ids[i] = world.emu.create_record(ACCOUNTS, {"name": f"Live {i}"})
         world.sql("INSERT INTO acc VALUES (:i, :k, :n)", {"i": i, "k": ids[i], "n": f"Live {i}"})
-    sync = {
-        "object": ACCOUNTS,
-        "source": {"table": "acc", "primary_key": ["id"]},
-        "identity": {"record_id_column": "kid"},
-        "fields": [{"column": "name", "field": "name"}],
-    }
-    runner = world.runner(sync)
+    runner = world.runner(_accounts_by_id_sync())
     assert runner.run("s").counts.failed == 0
     world.sql("UPDATE acc SET name = 'Live 1' WHERE id = 2")  # takes a live record's name
     report = runner.run("s")
@@ -449,13 +453,7 @@ def _kizen_409(world: Lab) -> None:
     world.archive(ACCOUNTS, gone)
     mine = world.emu.create_record(ACCOUNTS, {"name": "Mine"})
     world.sql("INSERT INTO acc VALUES (1, :k, 'Mine')", {"k": mine})
-    sync = {
-        "object": ACCOUNTS,
-        "source": {"table": "acc", "primary_key": ["id"]},
-        "identity": {"record_id_column": "kid"},
-        "fields": [{"column": "name", "field": "name"}],
-    }
-    runner = world.runner(sync)
+    runner = world.runner(_accounts_by_id_sync())
     assert runner.run("s").counts.failed == 0
     world.sql("UPDATE acc SET name = 'Old Name' WHERE id = 1")  # an archived record's name
     report = runner.run("s")
