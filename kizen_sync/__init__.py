@@ -21,7 +21,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from kizen_sync.client import ClientSettings, KizenClient, SyncKizenClient
+    from kizen_sync.client import ClientSettings, KizenClient
     from kizen_sync.config import ProjectConfig, SyncConfig, load_config
     from kizen_sync.engine.runner import GuardReport, SyncRunner
     from kizen_sync.errors import (
@@ -47,7 +47,6 @@ __all__ = [
     "RunReport",
     "SkippableError",
     "SyncConfig",
-    "SyncKizenClient",
     "SyncRunner",
     "__version__",
     "load_config",
@@ -56,7 +55,6 @@ __all__ = [
 _EXPORTS = {
     "ClientSettings": "kizen_sync.client",
     "KizenClient": "kizen_sync.client",
-    "SyncKizenClient": "kizen_sync.client",
     "ProjectConfig": "kizen_sync.config",
     "SyncConfig": "kizen_sync.config",
     "load_config": "kizen_sync.config",

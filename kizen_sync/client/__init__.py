@@ -1,4 +1,4 @@
-"""Kizen API client: async :class:`KizenClient`, blocking :class:`SyncKizenClient`.
+"""Kizen API client: :class:`KizenClient` (async; the engine drives it from its own loop).
 
 Paced (token bucket + in-flight cap, optional AIMD), retried with tenacity (429, 5xx, dropped
 connections; 4xx never), classified into :mod:`kizen_sync.errors`, and observable through
@@ -20,7 +20,6 @@ from kizen_sync.client.models import (
     UpsertResult,
 )
 from kizen_sync.client.settings import DEFAULT_BASE_URL, ClientSettings
-from kizen_sync.client.sync import SyncKizenClient
 
 __all__ = [
     "DEFAULT_BASE_URL",
@@ -34,7 +33,6 @@ __all__ = [
     "ObjectSummary",
     "Page",
     "Record",
-    "SyncKizenClient",
     "Tag",
     "UpsertAction",
     "UpsertResult",

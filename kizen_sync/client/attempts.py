@@ -54,21 +54,6 @@ def capture_attempts() -> Iterator[list[AttemptInfo]]:
         _sink.reset(token)
 
 
-def current_sink() -> list[AttemptInfo] | None:
-    """The list the current context collects into, if any (used by the sync facade)."""
-    return _sink.get()
-
-
-@contextmanager
-def use_sink(sink: list[AttemptInfo] | None) -> Iterator[None]:
-    """Collect into ``sink`` (a caller's list carried across the facade's thread hop)."""
-    token = _sink.set(sink)
-    try:
-        yield
-    finally:
-        _sink.reset(token)
-
-
 def record_attempt(info: AttemptInfo) -> None:
     """Append ``info`` to the active capture, if there is one."""
     sink = _sink.get()

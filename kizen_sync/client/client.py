@@ -149,21 +149,6 @@ class KizenClient:
         data = await self._session.call("GET", self._record_path(object, record_id), params=params)
         return Record.from_wire(data)
 
-    async def put_record(
-        self,
-        object: str,
-        record_id: str,
-        entries: Sequence[Entry],
-        *,
-        archived_conflict: str | None = None,
-    ) -> Record:
-        """``PUT /api/records/{object}/{id}``: full update."""
-        body = self._write_body(entries, archived_conflict=archived_conflict)
-        data = await self._session.call(
-            "PUT", self._record_path(object, record_id), json=body, entries=entries
-        )
-        return Record.from_wire(data)
-
     async def patch_record(
         self,
         object: str,

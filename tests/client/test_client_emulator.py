@@ -13,7 +13,7 @@ import httpx
 import pytest
 from client_fakes import make_settings
 
-from kizen_sync.client import KizenClient, SyncKizenClient, capture_attempts
+from kizen_sync.client import KizenClient, capture_attempts
 from kizen_sync.errors import (
     AuthenticationError,
     KizenValidationError,
@@ -150,33 +150,28 @@ async def test_rate_limit_storm_is_waited_out(emu):
     assert sum(a.status == 200 for a in attempts) == len(ids)
 
 
-def test_dropped_connections_over_real_http_are_retried(emu):
+async def test_dropped_connections_over_real_http_are_retried(emu):
     ids = [emu.create_record("accounts", {"name": f"Dropped {i}"}) for i in range(20)]
     emu.set_knobs(drop_rate=0.25, seed=11)
-    with (
-        emu.serve(host="127.0.0.1", port=0) as base_url,
-        SyncKizenClient(_settings(emu, base_url=base_url, max_attempts=20)) as kizen,
-        capture_attempts() as attempts,
-    ):
-        for rid in ids:
-            kizen.patch_record("accounts", rid, [{"name": "employees", "value": 2}])
-        stats = kizen.stats
+    with emu.serve(host="127.0.0.1", port=0) as base_url, capture_attempts() as attempts:
+        async with KizenClient(_settings(emu, base_url=base_url, max_attempts=20)) as kizen:
+            for rid in ids:
+                await kizen.patch_record("accounts", rid, [{"name": "employees", "value": 2}])
+            stats = kizen.stats
     assert stats.by_status[None] > 0
     assert sum(a.status is None for a in attempts) == stats.by_status[None]
     assert sum(a.status == 200 for a in attempts) == len(ids)
 
 
-def test_api_key_stays_out_of_debug_logs_over_real_http(emu, caplog):
+async def test_api_key_stays_out_of_debug_logs_over_real_http(emu, caplog):
     canary = "canary-key-real-http-7c2e"
     caplog.set_level(logging.DEBUG)
     for name in ("httpx", "httpcore", "kizen_sync"):
         logging.getLogger(name).setLevel(logging.DEBUG)
-    with (
-        emu.serve(host="127.0.0.1", port=0) as base_url,
-        SyncKizenClient(_settings(emu, base_url=base_url, api_key=canary)) as kizen,
-        pytest.raises(AuthenticationError) as info,
-    ):
-        kizen.get_object_schema("accounts")
+    with emu.serve(host="127.0.0.1", port=0) as base_url:
+        async with KizenClient(_settings(emu, base_url=base_url, api_key=canary)) as kizen:
+            with pytest.raises(AuthenticationError) as info:
+                await kizen.get_object_schema("accounts")
     assert any(r.name.startswith("httpcore") for r in caplog.records)  # DEBUG really on
     assert canary not in caplog.text
     assert canary not in str(info.value)

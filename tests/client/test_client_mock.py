@@ -9,7 +9,7 @@ import httpx
 import pytest
 from client_fakes import API_KEY, BUSINESS_ID, RECORD_ID, USER_ID, make_settings, record_json
 
-from kizen_sync.client import KizenClient, SyncKizenClient, capture_attempts
+from kizen_sync.client import KizenClient, capture_attempts
 from kizen_sync.errors import (
     AuthenticationError,
     KizenValidationError,
@@ -444,19 +444,3 @@ def test_disabling_tls_verification_is_logged(caplog):
     with caplog.at_level(logging.WARNING, logger="kizen_sync.client"):
         KizenClient(make_settings(verify_tls=False))
     assert "TLS certificate verification is OFF" in caplog.text
-
-
-def test_sync_facade_runs_calls_and_captures_attempts(fake, settings):
-    fake.on(
-        "GET", PATCH_PATH, httpx.Response(500), httpx.Response(200, json=record_json(name="Acme"))
-    )
-    fake.on("POST", "/api/records/accounts/search", _paged(lambda i: record_json(f"r{i}"), 3))
-    with SyncKizenClient(settings, transport=fake.transport) as kizen:
-        with capture_attempts() as attempts:
-            record = kizen.get_record("accounts", RECORD_ID)
-        ids = [r.id for r in kizen.iter_records("accounts", page_size=2)]
-        assert kizen.stats.requests == 4
-        assert "demo-api-key" not in repr(kizen)
-    assert record.value("name") == "Acme"
-    assert [a.status for a in attempts] == [500, 200]
-    assert ids == ["r0", "r1", "r2"]
