@@ -51,8 +51,7 @@ def _measure(task: str, url: str) -> dict[str, Any]:
     from sqlalchemy import create_engine
 
     from kizen_sync.config import SyncConfig
-    from kizen_sync.diff import ChangeDetector
-    from kizen_sync.source import Warehouse
+    from kizen_sync.warehouse import ChangeDetector, Warehouse
 
     out: dict[str, Any] = {}
     if task == "scan":

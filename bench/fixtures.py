@@ -5,7 +5,7 @@ million records through the emulator) would measure the fixture instead of the c
 
 * source rows come from ``generate_series`` (PostgreSQL) or a recursive CTE (SQLite);
 * ``sync_state`` is filled with one ``INSERT ... SELECT`` of the very fingerprint expression
-  the :class:`~kizen_sync.diff.ChangeDetector` computes, i.e. "as if the engine had synced it";
+  the :class:`~kizen_sync.warehouse.ChangeDetector` computes, i.e. "as if the engine had synced it";
 * Kizen records are written straight into an emulator state file with fixed ids
   (``bench_uuid(i)``), which the emulator process then loads at start.
 
@@ -251,8 +251,7 @@ def seed_state(url: str, sync: dict[str, Any]) -> int:
     Returns the number of state rows written.
     """
     from kizen_sync.config import SyncConfig
-    from kizen_sync.diff import ChangeDetector
-    from kizen_sync.source import Warehouse
+    from kizen_sync.warehouse import ChangeDetector, Warehouse
 
     config = SyncConfig.model_validate(sync)
     warehouse = Warehouse(url)

@@ -44,7 +44,7 @@ from kizen_sync.errors import (
     SourceError,
 )
 from kizen_sync.models import RunReport
-from kizen_sync.source import Warehouse
+from kizen_sync.warehouse import Warehouse
 
 ACCOUNTS = "accounts"
 CONTACTS = "client_client"

@@ -51,8 +51,7 @@ from kizen_sync.emulator import Emulator
 from kizen_sync.engine import SyncRunner
 from kizen_sync.errors import KizenSyncError
 from kizen_sync.schema import FieldSchema, ObjectSchema
-from kizen_sync.source import Warehouse
-from kizen_sync.store import RESOLVE, StateStore
+from kizen_sync.warehouse import RESOLVE, StateStore, Warehouse
 
 CONTACTS = "client_client"
 SYNC = "people"

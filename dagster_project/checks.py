@@ -12,7 +12,7 @@ import dagster as dg
 from dagster_project.metadata import OPEN_FAILURES_SHOWN, guard_metadata, open_failures_table
 from dagster_project.resources import StateStoreResource
 from kizen_sync.config import SyncConfig
-from kizen_sync.engine.runner import MIN_REJECTS_FOR_GUARD, GuardReport
+from kizen_sync.engine.guards import GuardReport
 from kizen_sync.models import RunReport
 
 __all__ = [
@@ -71,25 +71,22 @@ def guard_specs(sync: SyncConfig, plan_key: dg.AssetKey) -> list[dg.AssetCheckSp
 def guard_results(sync: SyncConfig, guard: GuardReport) -> list[dg.AssetCheckResult]:
     """Results of both guards, each carrying every number behind the verdict."""
     metadata = guard_metadata(guard)
-    # The same conditions as the runner's own guards, which raise GuardError in a real run.
-    archive_ok = not sync.delete.archive or guard.archive_fraction <= guard.max_archive_fraction
-    reject_ok = (
-        guard.reject_count < MIN_REJECTS_FOR_GUARD or guard.reject_rate <= guard.max_reject_rate
-    )
+    # The runner's own verdicts (kizen_sync.engine.guards), which raise GuardError in a run.
+    archive_ok, reject_ok = guard.archive_passed, guard.reject_passed
     return [
         dg.AssetCheckResult(
             check_name=_archive_guard_name(sync),
             passed=archive_ok,
             severity=dg.AssetCheckSeverity.ERROR,
             metadata=metadata,
-            description=None if archive_ok else guard.message,
+            description=None if archive_ok else guard.archive_failure,
         ),
         dg.AssetCheckResult(
             check_name=_reject_guard_name(sync),
             passed=reject_ok,
             severity=dg.AssetCheckSeverity.ERROR,
             metadata=metadata,
-            description=None if reject_ok else guard.message,
+            description=None if reject_ok else guard.reject_failure,
         ),
     ]
 

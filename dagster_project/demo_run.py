@@ -27,8 +27,8 @@ from rich.table import Table
 from sqlalchemy import create_engine, text
 
 from dagster_project.build import build_definitions
-from kizen_sync.cli import make_console
 from kizen_sync.emulator import Emulator
+from kizen_sync.render import make_console
 
 __all__ = ["main", "run_demo_jobs"]
 

@@ -12,7 +12,7 @@ from typing import Any
 import dagster as dg
 
 from kizen_sync.config import SyncConfig
-from kizen_sync.engine.runner import GuardReport
+from kizen_sync.engine.guards import GuardReport
 from kizen_sync.mapping.labels import LabelMap, change_text
 from kizen_sync.models import Operation, PlannedOp, RunReport
 

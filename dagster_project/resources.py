@@ -22,8 +22,7 @@ from pydantic import Field, SecretStr
 from kizen_sync.client import ClientSettings
 from kizen_sync.config import ProjectConfig
 from kizen_sync.engine.runner import SyncRunner
-from kizen_sync.source import Warehouse
-from kizen_sync.store import StateStore
+from kizen_sync.warehouse import StateStore, Warehouse
 
 __all__ = [
     "KizenResource",

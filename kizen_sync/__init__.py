@@ -11,7 +11,7 @@ The public API, in the order a sync uses it::
 
 Lower layers are importable on their own: :mod:`kizen_sync.client` (the Kizen API client),
 :mod:`kizen_sync.emulator` (a local Kizen server), :mod:`kizen_sync.mapping` and
-:mod:`kizen_sync.engine.planner` (pure), :mod:`kizen_sync.diff` / :mod:`kizen_sync.store`
+:mod:`kizen_sync.engine.planner` (pure), :mod:`kizen_sync.warehouse`
 (warehouse side). Exports resolve lazily, so ``import kizen_sync`` stays cheap.
 """
 
@@ -23,7 +23,8 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from kizen_sync.client import ClientSettings, KizenClient
     from kizen_sync.config import ProjectConfig, SyncConfig, load_config
-    from kizen_sync.engine.runner import GuardReport, SyncRunner
+    from kizen_sync.engine.guards import GuardReport
+    from kizen_sync.engine.runner import SyncRunner
     from kizen_sync.errors import (
         FatalError,
         KizenSyncError,
@@ -58,7 +59,7 @@ _EXPORTS = {
     "ProjectConfig": "kizen_sync.config",
     "SyncConfig": "kizen_sync.config",
     "load_config": "kizen_sync.config",
-    "GuardReport": "kizen_sync.engine.runner",
+    "GuardReport": "kizen_sync.engine.guards",
     "SyncRunner": "kizen_sync.engine.runner",
     "FatalError": "kizen_sync.errors",
     "KizenSyncError": "kizen_sync.errors",

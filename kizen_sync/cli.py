@@ -15,7 +15,6 @@ The API key is read from the environment by the runner and never printed.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 from collections.abc import Callable, Iterator, Sequence
@@ -24,34 +23,26 @@ from pathlib import Path
 from typing import Any
 
 import click
-from rich.console import Console
 from rich.logging import RichHandler
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
 
 from kizen_sync.emulator.cli import emulator as emulator_command
 from kizen_sync.engine.runner import SyncRunner
 from kizen_sync.errors import ConfigError, GuardError, KizenSyncError
-from kizen_sync.mapping.labels import LabelMap, change_text
-from kizen_sync.models import Operation, PlannedOp, RunOptions, RunReport
+from kizen_sync.models import RunOptions, RunReport
+from kizen_sync.render import (
+    failures_table,
+    make_console,
+    open_failures_table,
+    plan_counts_table,
+    plan_table,
+    summary_table,
+)
 
-__all__ = ["cli", "main", "make_console"]
+__all__ = ["cli", "main"]
 
 EXIT_FAILED = 1
 EXIT_CONFIG = 2
-
-#: Width of tables when output is not a terminal (CI logs, a pipe): rich would use 80 columns
-#: and cut the summary tables' headers; ``COLUMNS`` still wins.
-PIPED_WIDTH = 120
-
-
-def make_console(**kwargs: Any) -> Console:
-    """A rich console that stays readable when piped (see :data:`PIPED_WIDTH`)."""
-    console = Console(**kwargs)
-    if not console.is_terminal and "COLUMNS" not in os.environ:
-        console.width = PIPED_WIDTH
-    return console
-
 
 out = make_console(highlight=False, soft_wrap=False)
 err = make_console(stderr=True, highlight=False)
@@ -63,11 +54,6 @@ def _exit_code(error: KizenSyncError) -> int:
 
 def _fail(error: KizenSyncError) -> None:
     err.print(f"[bold red]error:[/] {error.message}", markup=True, highlight=False)
-
-
-def _short(value: Any, width: int = 60) -> str:
-    text = "∅" if value is None else str(value)
-    return text if len(text) <= width else text[: width - 1] + "…"
 
 
 @contextmanager
@@ -110,80 +96,6 @@ def _each_sync(
         if report.status == "failed":
             code = max(code, EXIT_FAILED)
     return reports, code
-
-
-def summary_table(reports: Sequence[RunReport], title: str = "Sync results") -> Table:
-    """One row per run: counts, requests and status."""
-    table = Table(title=title, title_justify="left")
-    table.add_column("sync")
-    for name in ("created", "updated", "archived", "unchanged", "failed", "requests"):
-        table.add_column(name, justify="right")
-    table.add_column("status")
-    for r in reports:
-        c = r.counts
-        style = {"success": "green", "failed": "red"}.get(r.status, "yellow")
-        table.add_row(
-            r.sync,
-            str(c.created),
-            str(c.updated),
-            str(c.archived),
-            str(c.unchanged),
-            str(c.failed),
-            str(r.requests),
-            f"[{style}]{r.status}[/]",
-        )
-    return table
-
-
-def failures_table(reports: Sequence[RunReport]) -> Table | None:
-    """The sample of failed records of these runs, or ``None`` when there are none."""
-    rows = [(r.sync, f) for r in reports for f in r.failures]
-    if not rows:
-        return None
-    table = Table(title="Failed records (sample)", title_justify="left")
-    for name in ("sync", "source key", "Kizen id", "error", "message"):
-        table.add_column(name, overflow="fold")
-    for sync, f in rows:
-        table.add_row(
-            sync,
-            str(f["source_key"]),
-            str(f.get("kizen_id") or "-"),
-            str(f.get("error_class") or "-"),
-            _short(f.get("message"), 120),
-        )
-    return table
-
-
-def plan_table(sync: str, ops: Sequence[PlannedOp], labels: LabelMap | None = None) -> Table:
-    """Per-record field changes of a dry run.
-
-    Args:
-        sync: the sync's name (title).
-        ops: the planned ops to show.
-        labels: option and tag labels by field and id (``RunReport.labels``); the plan holds
-            ids, which mean nothing to the person reading it.
-    """
-    table = Table(title=f"Planned changes: {sync}", title_justify="left")
-    for name in ("source key", "operation", "Kizen id", "field", "change"):
-        table.add_column(name, overflow="fold")
-    for op in ops:
-        kizen_id = op.kizen_id or ("(by identifier)" if op.identifier else "-")
-        if op.op is Operation.FAIL:
-            table.add_row(op.source_key, "[red]fail[/]", kizen_id, "", str(op.error))
-            continue
-        if not op.changes:
-            table.add_row(op.source_key, op.op.value, kizen_id, "", "")
-            continue
-        for i, change in enumerate(op.changes):
-            first = i == 0
-            table.add_row(
-                op.source_key if first else "",
-                op.op.value if first else "",
-                kizen_id if first else "",
-                change.field,
-                change_text(change, labels),
-            )
-    return table
 
 
 def _progress_bar() -> Progress:
@@ -303,20 +215,7 @@ def plan(config: Path, syncs: tuple[str, ...], full_refresh: bool, max_records: 
         names = _sync_names(runner, syncs)
         reports, code = _each_sync(runner, names, lambda name: runner.plan(name, options))
     if reports:
-        table = Table(title="Plan (dry run: nothing sent, nothing stored)", title_justify="left")
-        table.add_column("sync")
-        for name in ("create", "update", "archive", "noop", "reject", "unchanged"):
-            table.add_column(name, justify="right")
-        for r in reports:
-            c = r.counts
-            table.add_row(
-                r.sync,
-                *(
-                    str(n)
-                    for n in (c.created, c.updated, c.archived, c.noop, c.failed, c.unchanged)
-                ),
-            )
-        out.print(table)
+        out.print(plan_counts_table(reports))
     for r in reports:
         if r.message:
             out.print(f"[yellow]guard:[/] {r.message}")
@@ -327,33 +226,6 @@ def plan(config: Path, syncs: tuple[str, ...], full_refresh: bool, max_records: 
             if shown < r.planned:
                 out.print(f"({shown} of {r.planned} planned records shown)")
     raise SystemExit(code)
-
-
-def _age(seconds: Any) -> str:
-    """``3d``, ``5h``, ``12m`` or ``40s`` from a number of seconds."""
-    if seconds is None:
-        return "-"
-    whole = max(0, int(float(seconds)))
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
-        if whole >= size:
-            return f"{whole // size}{unit}"
-    return f"{whole}s"
-
-
-def _field_messages(value: Any) -> str:
-    """The audit's ``{field: [message, ...]}`` (JSON text) as one line per field."""
-    if not value:
-        return ""
-    try:
-        parsed = json.loads(value) if isinstance(value, str) else value
-    except ValueError:
-        return str(value)
-    if not isinstance(parsed, dict):
-        return str(parsed)
-    return "\n".join(
-        f"{field}: {'; '.join(map(str, msgs if isinstance(msgs, list) else [msgs]))}"
-        for field, msgs in parsed.items()
-    )
 
 
 @cli.command()
@@ -373,20 +245,7 @@ def failures(config: Path, sync: str | None, limit: int) -> None:
     if not rows:
         out.print("No open failures.")
         return
-    table = Table(title=f"Open failures ({len(rows)})", title_justify="left")
-    for name in ("sync", "source key", "Kizen id", "error", "message", "field messages", "age"):
-        table.add_column(name, overflow="fold")
-    for row in rows:
-        table.add_row(
-            str(row.get("sync_name")),
-            str(row.get("source_key")),
-            str(row.get("kizen_id") or "-"),
-            str(row.get("error_class") or "-"),
-            _short(row.get("error_message"), 120),
-            _field_messages(row.get("field_errors")),
-            _age(row.get("age")),
-        )
-    out.print(table)
+    out.print(open_failures_table(rows))
 
 
 @cli.command()

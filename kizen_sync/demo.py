@@ -27,13 +27,13 @@ from pydantic import SecretStr
 from rich.console import Console
 from sqlalchemy import create_engine, text
 
-from kizen_sync.cli import failures_table, plan_table, summary_table
 from kizen_sync.client import ClientSettings
 from kizen_sync.config import load_config
 from kizen_sync.emulator import Emulator
 from kizen_sync.engine.runner import SyncRunner, client_settings_from_config
 from kizen_sync.models import RunOptions, RunReport
-from kizen_sync.sqlfiles import split_statements, sql_dir
+from kizen_sync.render import failures_table, plan_table, summary_table
+from kizen_sync.warehouse.sqlfiles import split_statements, sql_dir
 
 __all__ = ["DEMO_CHANGES", "DemoResult", "run_demo", "seed_warehouse", "write_sync_file"]
 

@@ -14,7 +14,7 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.exc import OperationalError
 
 from kizen_sync.models import AttemptRecord, Operation, Outcome, PlannedOp, RecordResult
-from kizen_sync.source import Warehouse
+from kizen_sync.warehouse import Warehouse
 
 PG_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 

@@ -8,17 +8,18 @@ import pytest
 from sqlalchemy import text
 
 from kizen_sync.config import SyncConfig
-from kizen_sync.diff import (
+from kizen_sync.errors import SourceError
+from kizen_sync.models import ChangedRow, ChangeKind, Operation, Partition, RecordResult
+from kizen_sync.warehouse import (
     ArchiveCounts,
     ChangeDetector,
     ChangeTally,
+    StateStore,
+    Warehouse,
+    bucket_of,
     fingerprint_columns,
     mapping_signature,
 )
-from kizen_sync.errors import SourceError
-from kizen_sync.models import ChangedRow, ChangeKind, Operation, Partition, RecordResult
-from kizen_sync.source import Warehouse, bucket_of
-from kizen_sync.store import StateStore
 
 
 def make_sync(table: str, *, pk: tuple[str, ...] = ("id",), **source: Any) -> SyncConfig:
@@ -417,7 +418,7 @@ def test_sqlite_integral_real_and_integer_agree_but_text_does_not(sqlite_url: st
 
 
 def test_sqlite_canonical_forms() -> None:
-    from kizen_sync.source import sqlite_canonical, sqlite_fingerprint
+    from kizen_sync.warehouse.dialects.sqlite import sqlite_canonical, sqlite_fingerprint
 
     assert [sqlite_canonical(v) for v in ("", "NULL", None, 7, 2.0, 0.1, b"\x00")] == [
         "0:",
@@ -436,7 +437,7 @@ def test_sqlite_computes_the_fingerprint_once_per_row(
     sqlite_url: str, monkeypatch: pytest.MonkeyPatch, sync_all: SyncAll
 ) -> None:
     """SQLite flattening the source subquery would paste the call into every predicate."""
-    from kizen_sync import source as source_module
+    from kizen_sync.warehouse.dialects import sqlite as source_module
 
     calls = [0]
     real = source_module.sqlite_fingerprint

@@ -9,7 +9,8 @@ from sqlalchemy import event, select
 from kizen_sync.config import SyncConfig
 from kizen_sync.errors import SourceError
 from kizen_sync.models import Partition
-from kizen_sync.source import KeyBucket, Source, Warehouse, bucket_of, decode_key, encode_key
+from kizen_sync.warehouse import Source, Warehouse, bucket_of, decode_key, encode_key
+from kizen_sync.warehouse.constructs import KeyBucket
 
 
 def make_sync(**source: Any) -> SyncConfig:

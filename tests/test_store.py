@@ -13,7 +13,6 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from kizen_sync import store as store_module
 from kizen_sync.errors import MappingError, StateStoreError
 from kizen_sync.mapping import hash_values
 from kizen_sync.models import (
@@ -26,8 +25,8 @@ from kizen_sync.models import (
     RunCounts,
     RunReport,
 )
-from kizen_sync.source import Warehouse
-from kizen_sync.store import StateStore, decode_values, encode_values
+from kizen_sync.warehouse import StateStore, Warehouse, decode_values, encode_values
+from kizen_sync.warehouse import audit as store_module
 
 Make = Callable[..., RecordResult]
 T0 = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)

@@ -31,8 +31,7 @@ __all__ = ["diff", "scan"]
 def diff(params: dict[str, Any]) -> dict[str, Any]:
     """Guard counts + full change stream of ``params['sync']`` against its state."""
     from kizen_sync.config import SyncConfig
-    from kizen_sync.diff import ChangeDetector
-    from kizen_sync.source import Warehouse
+    from kizen_sync.warehouse import ChangeDetector, Warehouse
 
     sync = SyncConfig.model_validate(params["sync"])
     warehouse = Warehouse(params["url"])

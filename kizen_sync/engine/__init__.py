@@ -11,14 +11,15 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from kizen_sync.engine.executor import ApplySummary, Executor
-    from kizen_sync.engine.runner import GuardReport, SyncRunner, client_settings_from_config
+    from kizen_sync.engine.guards import GuardReport
+    from kizen_sync.engine.runner import SyncRunner, client_settings_from_config
 
 __all__ = ["ApplySummary", "Executor", "GuardReport", "SyncRunner", "client_settings_from_config"]
 
 _EXPORTS = {
     "ApplySummary": "kizen_sync.engine.executor",
     "Executor": "kizen_sync.engine.executor",
-    "GuardReport": "kizen_sync.engine.runner",
+    "GuardReport": "kizen_sync.engine.guards",
     "SyncRunner": "kizen_sync.engine.runner",
     "client_settings_from_config": "kizen_sync.engine.runner",
 }

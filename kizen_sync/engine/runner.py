@@ -13,12 +13,8 @@ otherwise the changes are streamed from the warehouse a second time for the appl
 The guards need only the number of records that would be archived and the number synced:
 :meth:`ChangeDetector.archive_counts` answers from keys alone, so the expensive fingerprint
 scan runs once per run (the change stream of the plan), and ``unchanged`` is derived from the
-archive counts and the stream (:class:`~kizen_sync.diff.ChangeTally`). Before, the runner
-called :meth:`ChangeDetector.counts` first: two fingerprint scans per run. Measured with
-``python -m bench.diff_speed`` (1M rows, 1 % churn, shared 2-core machine, best of 3): the
-change detection of a run went from 10.3 s (counts 5.1 + stream 5.2) to 5.2 s (guard counts
-1.4 + stream 3.8) on PostgreSQL 15, and from 33.1 s (20.4 + 12.0) to 9.0 s (1.6 + 7.4) on
-SQLite. Only a run cut short by ``max_records`` still asks ``counts()`` for ``unchanged``.
+archive counts and the stream (:class:`~kizen_sync.warehouse.ChangeTally`). Only a run cut
+short by ``max_records`` still asks :meth:`ChangeDetector.counts` for ``unchanged``.
 
 Kizen is read only when the first change reaches the planner (:class:`_Kizen`): a run where
 nothing changed sends no request at all, not even the schema read. The price is that such a
@@ -47,10 +43,15 @@ import httpx
 
 from kizen_sync.client import ClientSettings, KizenClient
 from kizen_sync.config import ProjectConfig, SyncConfig, load_config, validate_against_schema
-from kizen_sync.diff import ArchiveCounts, ChangeDetector, ChangeTally
 from kizen_sync.engine.executor import ApplySummary, Executor
+from kizen_sync.engine.guards import (
+    GuardReport,
+    guard_report,
+    raise_for_archive,
+    raise_for_rejects,
+)
 from kizen_sync.engine.planner import plan_row
-from kizen_sync.errors import ConfigError, ConfigProblem, GuardError, NotFoundError
+from kizen_sync.errors import ConfigError, ConfigProblem, NotFoundError
 from kizen_sync.mapping.labels import value_labels
 from kizen_sync.models import (
     Operation,
@@ -61,10 +62,16 @@ from kizen_sync.models import (
     RunReport,
 )
 from kizen_sync.schema import ObjectSchema
-from kizen_sync.source import Source, Warehouse
-from kizen_sync.store import StateStore
+from kizen_sync.warehouse import (
+    ArchiveCounts,
+    ChangeDetector,
+    ChangeTally,
+    Source,
+    StateStore,
+    Warehouse,
+)
 
-__all__ = ["GuardReport", "SyncRunner", "client_settings_from_config"]
+__all__ = ["SyncRunner", "client_settings_from_config"]
 
 logger = logging.getLogger("kizen_sync.runner")
 
@@ -72,42 +79,10 @@ logger = logging.getLogger("kizen_sync.runner")
 PLAN_IN_MEMORY = 20_000
 #: Ops kept for display by a dry run.
 PLAN_SAMPLE = 50
-#: The reject-rate guard needs at least this many rejected records: one bad row in a run of
-#: two is a failed record to fix, not a broken mapping, and must reach the failures list.
-MIN_REJECTS_FOR_GUARD = 5
 #: Changed rows fetched from the warehouse per round trip.
 CHUNK_SIZE = 1000
 
 Progress = Callable[[str, int, int], None]
-
-
-@dataclass(frozen=True)
-class GuardReport:
-    """The pre-flight checks of one sync, computed without writing anything.
-
-    Attributes:
-        would_archive: records the run would archive (0 when ``delete.archive`` is off).
-        synced: records currently confirmed in Kizen for this sync.
-        archive_fraction: ``would_archive / synced``.
-        max_archive_fraction: the sync's ``delete.max_archive_fraction``.
-        reject_count: planned records whose values cannot be mapped.
-        planned: planned writes (creates, updates, archives and rejects).
-        reject_rate: ``reject_count / planned``.
-        max_reject_rate: the sync's ``max_reject_rate``.
-        passed: both guards pass.
-        message: why a guard failed (empty when both pass).
-    """
-
-    would_archive: int
-    synced: int
-    archive_fraction: float
-    max_archive_fraction: float
-    reject_count: int
-    planned: int
-    reject_rate: float
-    max_reject_rate: float
-    passed: bool
-    message: str
 
 
 @dataclass
@@ -215,10 +190,6 @@ def client_settings_from_config(config: ProjectConfig, **overrides: Any) -> Clie
 
 def _now() -> datetime:
     return datetime.now(UTC)
-
-
-def _fraction(part: int, whole: int) -> float:
-    return part / whole if whole else 0.0
 
 
 class SyncRunner:
@@ -380,7 +351,7 @@ class SyncRunner:
         scope = self._scope(sync_name, options)
         sync = scope.sync
         archive = self._archive_counts(scope, options)
-        self._archive_guard(sync, archive)
+        raise_for_archive(sync, archive.deleted, archive.synced)
         # Open failures this run may find resolved (see _resolve_failures); a partition or a
         # capped run sees only part of the source and cannot tell.
         watch: Collection[str] = ()
@@ -389,7 +360,7 @@ class SyncRunner:
         async with self._client() as client:
             kizen = self._kizen(client, scope)
             plan = await asyncio.to_thread(self._plan, scope, kizen, options, True, watch)
-            self._reject_guard(sync, plan)
+            raise_for_rejects(sync, plan.by_op[Operation.FAIL], plan.planned, plan.rejects)
             unchanged = self._unchanged(scope, options, archive, plan)
             self.store.start_run(run_id, sync.name, partition_key, started_at=started)
             report = RunReport(
@@ -578,71 +549,16 @@ class SyncRunner:
             return plan.tally.unchanged(archive)
         return scope.detector.counts(options.partition, only_keys=scope.only_keys).unchanged
 
-    def _guard_report(self, sync: SyncConfig, counts: ArchiveCounts, plan: _Plan) -> GuardReport:
-        would_archive = counts.deleted if sync.delete.archive else 0
-        archive_fraction = _fraction(would_archive, counts.synced)
-        rejects = plan.by_op[Operation.FAIL]
-        reject_rate = _fraction(rejects, plan.planned)
-        messages = [
-            m
-            for m in (
-                self._archive_message(sync, would_archive, counts.synced),
-                self._reject_message(sync, plan),
-            )
-            if m
-        ]
-        return GuardReport(
-            would_archive=would_archive,
+    @staticmethod
+    def _guard_report(sync: SyncConfig, counts: ArchiveCounts, plan: _Plan) -> GuardReport:
+        return guard_report(
+            sync,
+            deleted=counts.deleted,
             synced=counts.synced,
-            archive_fraction=archive_fraction,
-            max_archive_fraction=sync.delete.max_archive_fraction,
-            reject_count=rejects,
+            rejects=plan.by_op[Operation.FAIL],
             planned=plan.planned,
-            reject_rate=reject_rate,
-            max_reject_rate=sync.max_reject_rate,
-            passed=not messages,
-            message=" ".join(messages),
+            examples=plan.rejects,
         )
-
-    @staticmethod
-    def _archive_message(sync: SyncConfig, would_archive: int, synced: int) -> str:
-        fraction = _fraction(would_archive, synced)
-        if not sync.delete.archive or fraction <= sync.delete.max_archive_fraction:
-            return ""
-        return (
-            f"sync {sync.name} would archive {would_archive} of {synced} synced records "
-            f"({fraction:.0%}), more than the {sync.delete.max_archive_fraction:.0%} allowed by "
-            "delete.max_archive_fraction; nothing was sent. A partly loaded source table is the "
-            "usual cause: check it first. If the deletions are intended, raise "
-            "delete.max_archive_fraction for this sync (or set delete.archive: false to leave "
-            "the records in Kizen) and run again."
-        )
-
-    @staticmethod
-    def _reject_message(sync: SyncConfig, plan: _Plan) -> str:
-        rejects = plan.by_op[Operation.FAIL]
-        rate = _fraction(rejects, plan.planned)
-        if rejects < MIN_REJECTS_FOR_GUARD or rate <= sync.max_reject_rate:
-            return ""
-        examples = "; ".join(f"row {op.source_key}: {op.error}" for op in plan.rejects)
-        return (
-            f"sync {sync.name}: {rejects} of {plan.planned} planned records ({rate:.0%}) cannot "
-            f"be mapped, more than the {sync.max_reject_rate:.0%} allowed by max_reject_rate; "
-            f"nothing was sent. Examples: {examples}"
-        )
-
-    def _archive_guard(self, sync: SyncConfig, counts: ArchiveCounts) -> None:
-        would_archive = counts.deleted if sync.delete.archive else 0
-        message = self._archive_message(sync, would_archive, counts.synced)
-        if message:
-            raise GuardError(
-                message, sync=sync.name, would_archive=would_archive, synced=counts.synced
-            )
-
-    def _reject_guard(self, sync: SyncConfig, plan: _Plan) -> None:
-        message = self._reject_message(sync, plan)
-        if message:
-            raise GuardError(message, sync=sync.name, rejects=plan.by_op[Operation.FAIL])
 
     async def _apply(
         self, kizen: _Kizen, options: RunOptions, plan: _Plan, run_id: str

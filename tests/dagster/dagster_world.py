@@ -13,8 +13,7 @@ from sqlalchemy import create_engine, text
 from dagster_project.build import build_definitions
 from kizen_sync.demo import write_sync_file
 from kizen_sync.emulator import Emulator
-from kizen_sync.source import Warehouse
-from kizen_sync.store import StateStore
+from kizen_sync.warehouse import StateStore, Warehouse
 
 
 @dataclass

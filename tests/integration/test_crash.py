@@ -20,8 +20,7 @@ import yaml
 from sqlalchemy import create_engine, text
 
 from kizen_sync.emulator import Emulator
-from kizen_sync.source import Warehouse
-from kizen_sync.store import StateStore
+from kizen_sync.warehouse import StateStore, Warehouse
 
 ROWS = 240
 WRITES = ("POST", "PATCH", "DELETE")

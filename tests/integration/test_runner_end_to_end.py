@@ -15,13 +15,13 @@ from typing import Any
 import pytest
 from rich.console import Console
 
-from kizen_sync.cli import plan_table
 from kizen_sync.client import ClientSettings, KizenClient
 from kizen_sync.config import ProjectConfig, parse_config
 from kizen_sync.emulator import Emulator
 from kizen_sync.engine import SyncRunner
 from kizen_sync.errors import ConfigError, GuardError
 from kizen_sync.models import RunOptions
+from kizen_sync.render import plan_table
 from kizen_sync.schema import ObjectSchema
 
 CONTACTS = "client_client"

@@ -32,8 +32,7 @@ from bench.reliability_harness import (
 from kizen_sync.config import parse_config
 from kizen_sync.emulator import Emulator
 from kizen_sync.models import AttemptRecord, Outcome, RunCounts, RunReport
-from kizen_sync.source import Warehouse
-from kizen_sync.store import StateStore
+from kizen_sync.warehouse import StateStore, Warehouse
 
 RECORDS = 200
 #: scenario -> (seed, the fault kinds that must have fired)

@@ -47,7 +47,7 @@ from kizen_sync.demo import seed_warehouse, write_sync_file
 from kizen_sync.emulator import Emulator
 from kizen_sync.engine import SyncRunner
 from kizen_sync.errors import AuthenticationError, SourceError, TransportError
-from kizen_sync.source import Source, Warehouse
+from kizen_sync.warehouse import Source, Warehouse
 
 CANARY = "canary-kz-7Q2x9LmB4vRt-SECRET"
 

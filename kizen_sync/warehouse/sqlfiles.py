@@ -30,7 +30,7 @@ def sql_dir() -> Path:
     Raises:
         FileNotFoundError: neither the wheel copy nor the checkout copy exists.
     """
-    package = Path(__file__).resolve().parent
+    package = Path(__file__).resolve().parent.parent  # kizen_sync/
     for candidate in (package / "_sql", package.parent / "sql"):
         if (candidate / "sqlite").is_dir():
             return candidate

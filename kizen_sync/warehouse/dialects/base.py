@@ -1,0 +1,149 @@
+"""What differs from one warehouse to the next, gathered in one class per warehouse.
+
+The diff, the source checks and the state tables are written once, against this interface;
+each supported warehouse is one module in this package that says how *it* spells each piece:
+the canonical text of a value and the row fingerprint (the same text form everywhere, hashed
+with the warehouse's own fast function), the shape of the diff's joins, how a connection is
+prepared, how the state tables are created under a lock and upserted, and how a query's
+column types are read. Nothing outside this package asks which warehouse it is talking to.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import date, datetime
+from typing import Any, ClassVar
+
+from sqlalchemy import (
+    Boolean,
+    Connection,
+    Date,
+    DateTime,
+    Integer,
+    Numeric,
+    Select,
+    Table,
+    Text,
+    and_,
+    cast,
+    func,
+    literal_column,
+)
+from sqlalchemy.engine import Engine
+from sqlalchemy.sql.elements import ColumnElement
+from sqlalchemy.sql.expression import Executable
+from sqlalchemy.types import NullType, TypeEngine
+
+from kizen_sync.warehouse.constructs import NULL_MARK, Char, RowHash
+
+__all__ = ["FALSY_TEXT", "Dialect", "length_prefixed", "lit"]
+
+#: Text values of a soft-delete column that mean "live" (besides NULL), compared trimmed and
+#: lower-cased.
+FALSY_TEXT = ("", "0", "false", "f", "no", "n")
+
+
+def lit(value: str) -> ColumnElement[str]:
+    """A text literal in the SQL itself: only for our own constants (no quotes inside)."""
+    return literal_column(f"'{value}'", Text)
+
+
+def length_prefixed(value: ColumnElement[Any], length: Any = func.length) -> ColumnElement[str]:
+    """``length(v) || ':' || v``: readable back by its length, whatever ``v`` contains."""
+    return cast(length(value), Text).op("||")(lit(":")).op("||")(value)
+
+
+class Dialect:
+    """One warehouse's answers to what the rest of the warehouse code asks.
+
+    Subclasses set :attr:`name` (SQLAlchemy's dialect name) and override what their warehouse
+    does differently; the defaults are plain ANSI SQL.
+
+    Args:
+        engine: the warehouse's engine (read for the server version and the URL).
+    """
+
+    #: SQLAlchemy's name for the dialect (``engine.dialect.name``).
+    name: ClassVar[str] = ""
+    #: How people call it, for messages and the README.
+    label: ClassVar[str] = ""
+    #: Answer the diff with one FULL OUTER JOIN. When False, the source side is a LEFT JOIN
+    #: that can use the state table's primary key and vanished keys come from an EXCEPT: a
+    #: planner without hash joins would run the outer join as a nested loop.
+    full_outer_join: ClassVar[bool] = True
+    #: Count missing keys with ``NOT IN (subquery)`` (an engine that builds the list once)
+    #: rather than an outer join (an engine that would run NOT IN as a per-row subplan).
+    missing_keys_by_not_in: ClassVar[bool] = False
+    #: The state tables may live in a named schema (``warehouse.state_schema``).
+    has_schemas: ClassVar[bool] = True
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    # --- connections -----------------------------------------------------------------------
+
+    def prepare_connection(self, dbapi_conn: Any) -> None:
+        """Set up a new DBAPI connection (session time zone, functions, journal mode)."""
+
+    def query_column_type(self, type_code: Any) -> TypeEngine[Any]:
+        """The SQLAlchemy type of a query's result column from its DBAPI ``type_code``.
+
+        The type decides how the column is fingerprinted; an unknown type is fingerprinted
+        through its text form.
+        """
+        return NullType()
+
+    # --- values ----------------------------------------------------------------------------
+
+    def canonical_text(self, col: ColumnElement[Any]) -> ColumnElement[str]:
+        """The canonical text of one value (NULL stays NULL); see :mod:`..fingerprint`."""
+        return length_prefixed(cast(col, Text))
+
+    def fingerprint(
+        self, signature: ColumnElement[str], columns: list[ColumnElement[Any]]
+    ) -> ColumnElement[str]:
+        """The row fingerprint: a 64-bit hash of the signature and the canonical values."""
+        parts = [func.coalesce(self.canonical_text(c), Char(NULL_MARK)) for c in columns]
+        return RowHash(signature, *parts)
+
+    def soft_deleted(self, col: ColumnElement[Any]) -> ColumnElement[bool]:
+        """True for rows the soft-delete column marks deleted (NULL, 0, false, '' are live)."""
+        kind = col.type
+        if isinstance(kind, Boolean):
+            return col.is_(True)
+        if isinstance(kind, Integer | Numeric):
+            return and_(col.is_not(None), col != 0)
+        if isinstance(kind, Date | DateTime):
+            return col.is_not(None)
+        return and_(col.is_not(None), func.lower(func.trim(cast(col, Text))).not_in(FALSY_TEXT))
+
+    def cursor_value(self, col: ColumnElement[Any]) -> ColumnElement[Any]:
+        """The cursor column as compared with a time partition's bounds."""
+        return col
+
+    def cursor_bound(self, value: datetime | date) -> Any:
+        """A time partition's bound as compared with :meth:`cursor_value`."""
+        return value
+
+    def isolate(self, query: Select[Any]) -> Select[Any]:
+        """``query`` as a subquery the planner must not flatten into the outer joins."""
+        return query
+
+    # --- state tables ----------------------------------------------------------------------
+
+    @contextmanager
+    def migration_lock(self, conn: Connection, state_schema: str | None) -> Iterator[None]:
+        """Serialise the creation of the state tables between processes (and create the
+        state schema when the warehouse has schemas).
+        """
+        yield
+
+    def upsert(
+        self, table: Table, keys: list[str], update: Callable[[Any], dict[str, Any]]
+    ) -> Executable:
+        """An INSERT into ``table`` (rows given when it is executed) that, on a conflict of
+        ``keys``, sets ``update(new)`` instead, where ``new`` holds the inserted row's
+        columns (``EXCLUDED`` in PostgreSQL and SQLite).
+        """
+        raise NotImplementedError(f"{self.label or self.name} has no upsert")

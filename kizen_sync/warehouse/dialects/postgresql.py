@@ -1,0 +1,156 @@
+"""PostgreSQL: hash joins, ``hashtextextended``, advisory locks, sessions in UTC."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    Connection,
+    Date,
+    DateTime,
+    Float,
+    Integer,
+    Numeric,
+    Table,
+    Text,
+    Time,
+    case,
+    cast,
+    extract,
+    func,
+    not_,
+    text,
+)
+from sqlalchemy.dialects import postgresql
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql.compiler import SQLCompiler
+from sqlalchemy.sql.elements import ColumnElement
+from sqlalchemy.sql.expression import Executable
+from sqlalchemy.types import NullType, TypeEngine
+
+from kizen_sync.warehouse.constructs import SEPARATOR, KeyBucket, RowHash
+from kizen_sync.warehouse.dialects.base import Dialect, length_prefixed, lit
+
+__all__ = ["PostgresDialect"]
+
+#: pg_advisory_xact_lock id shared by every kizen-sync process creating the state tables.
+MIGRATION_LOCK_ID = 0x6B697A656E
+
+# PostgreSQL type OIDs of the columns a query returns -> the type that picks the fingerprint
+# format. Anything else is fingerprinted through its text form.
+_OID_TYPES: dict[int, TypeEngine[Any]] = {
+    16: Boolean(),
+    20: Integer(),
+    21: Integer(),
+    23: Integer(),
+    700: Float(),
+    701: Float(),
+    1700: Numeric(),
+    1082: Date(),
+    1083: Time(),
+    1114: DateTime(),
+    1184: DateTime(timezone=True),
+    114: JSON(),
+    3802: JSON(),
+}
+
+
+@compiles(KeyBucket, "postgresql")
+def _bucket(element: KeyBucket, compiler: SQLCompiler, **kw: Any) -> str:
+    key, buckets = (compiler.process(c, **kw) for c in element.clauses)
+    return f"mod(('x' || substr(md5({key}), 1, 7))::bit(28)::integer, {buckets})"
+
+
+@compiles(RowHash, "postgresql")
+def _row_hash(element: RowHash, compiler: SQLCompiler, **kw: Any) -> str:
+    joined = f"concat_ws(chr({SEPARATOR}), {compiler.process(element.clauses, **kw)})"
+    version = compiler.dialect.server_version_info or (0,)
+    if version < (11,):
+        return f"md5({joined})"
+    return f"CAST(hashtextextended({joined}, 0) AS TEXT)"
+
+
+class PostgresDialect(Dialect):
+    """PostgreSQL 10+ (``postgresql+psycopg://``, ``postgresql+psycopg2://``).
+
+    The fingerprint renders each type in one fixed form whatever the session settings:
+    ``timestamptz`` as its UTC epoch to the microsecond (``extract(epoch ...)`` is exact
+    from 14; older servers ``to_char`` of the UTC time), dates as their epoch, numerics with
+    trailing zeros trimmed (1.5 and 1.50 agree), booleans as ``t``/``f``, JSON through
+    ``jsonb`` (keys sorted, so a document whose keys come back in another order is not a
+    change), text length-prefixed by its byte length. The hash is ``hashtextextended``
+    (PostgreSQL 11+), the cheapest 64-bit hash the server has; older servers use md5.
+    """
+
+    name = "postgresql"
+    label = "PostgreSQL"
+
+    def prepare_connection(self, dbapi_conn: Any) -> None:
+        """Sessions in UTC, so that timestamps come back in UTC whatever the server says."""
+        autocommit = dbapi_conn.autocommit
+        dbapi_conn.autocommit = True
+        with dbapi_conn.cursor() as cursor:
+            cursor.execute("SET TIME ZONE 'UTC'")
+        dbapi_conn.autocommit = autocommit
+
+    def query_column_type(self, type_code: Any) -> TypeEngine[Any]:
+        """Types of a query's columns from their OIDs."""
+        if isinstance(type_code, int):
+            return _OID_TYPES.get(type_code, NullType())
+        return NullType()
+
+    @property
+    def server_version(self) -> tuple[int, ...]:
+        """The server's version as integers (``(15, 4)``), known after the first connect."""
+        info = self.engine.dialect.server_version_info or (0,)
+        return tuple(v for v in info if isinstance(v, int))
+
+    def canonical_text(self, col: ColumnElement[Any]) -> ColumnElement[str]:
+        """The canonical text of one value, by column type (see the class docstring)."""
+        kind, version = col.type, self.server_version
+        epoch = version >= (14,)  # extract() returns exact numeric since 14 (double before)
+        if isinstance(kind, DateTime):
+            if epoch:
+                return cast(extract("epoch", col), Text)
+            value = func.timezone(lit("UTC"), col) if kind.timezone else col
+            return func.to_char(value, lit('YYYY-MM-DD"T"HH24:MI:SS.US'))
+        if isinstance(kind, Date):
+            if epoch:
+                return cast(extract("epoch", col), Text)
+            return func.to_char(col, lit("YYYY-MM-DD"))
+        if isinstance(kind, Boolean):
+            return case((col, lit("t")), (not_(col), lit("f")))
+        if isinstance(kind, Integer | Float):
+            return cast(col, Text)  # float text is the shortest exact form since PostgreSQL 12
+        if isinstance(kind, Numeric):
+            if version >= (13,):
+                return cast(func.trim_scale(col), Text)
+            as_text = cast(col, Text)
+            trimmed = func.rtrim(func.rtrim(as_text, lit("0")), lit("."))
+            return case((func.strpos(as_text, lit(".")) > 0, trimmed), else_=as_text)
+        if isinstance(kind, JSON | JSONB):
+            return length_prefixed(cast(cast(col, JSONB), Text), func.octet_length)
+        return length_prefixed(cast(col, Text), func.octet_length)
+
+    @contextmanager
+    def migration_lock(self, conn: Connection, state_schema: str | None) -> Iterator[None]:
+        """A transaction-scoped advisory lock, then the state schema if it is missing."""
+        conn.execute(text("SELECT pg_advisory_xact_lock(:id)"), {"id": MIGRATION_LOCK_ID})
+        if state_schema:
+            quoted = conn.dialect.identifier_preparer.quote_identifier(state_schema)
+            conn.exec_driver_sql(f"CREATE SCHEMA IF NOT EXISTS {quoted}")
+        yield
+
+    def upsert(
+        self, table: Table, keys: list[str], update: Callable[[Any], dict[str, Any]]
+    ) -> Executable:
+        """``INSERT ... ON CONFLICT (keys) DO UPDATE``."""
+        stmt = postgresql.insert(table)
+        return stmt.on_conflict_do_update(
+            index_elements=[table.c[k] for k in keys], set_=update(stmt.excluded)
+        )
