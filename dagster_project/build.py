@@ -8,6 +8,7 @@ from pathlib import Path
 import dagster as dg
 
 from dagster_project.assets import build_sync_assets
+from dagster_project.executors import build_executor
 from dagster_project.jobs import build_sync_jobs
 from dagster_project.resources import build_resources
 from dagster_project.sensors import build_failure_sensor
@@ -39,6 +40,7 @@ def build_definitions(
             asset_checks=[check for assets in all_assets for check in assets.checks],
             sensors=[build_failure_sensor(all_assets)],
             resources=build_resources(project, sync_file),
+            executor=build_executor(project.executor),
         ),
         *(build_sync_jobs(assets) for assets in all_assets),
     )

@@ -27,7 +27,9 @@ from kizen_sync.errors import ConfigError, ConfigProblem
 from kizen_sync.schema import OPTION_TYPES, FieldSchema, ObjectSchema
 
 __all__ = [
+    "EXECUTOR_TYPES",
     "DeleteConfig",
+    "ExecutorConfig",
     "FieldMapping",
     "IdentityConfig",
     "KizenConfig",
@@ -375,11 +377,50 @@ class SyncConfig(_Model):
         return next((m for m in self.fields if m.field == match), None) if match else None
 
 
+#: Dagster executors a sync file can choose (``executor.type``), in the order of the README.
+EXECUTOR_TYPES = ("in_process", "multiprocess", "celery", "k8s")
+ExecutorType = Literal["in_process", "multiprocess", "celery", "k8s"]
+
+
+class ExecutorConfig(_Model):
+    """Where Dagster runs the steps of a sync run. Read by the Dagster project only.
+
+    Kept in the sync file so that moving from one machine to Celery workers or Kubernetes is
+    configuration, not a wrapper module of one's own.
+    """
+
+    type: ExecutorType | None = Field(
+        default=None,
+        description="in_process, multiprocess, celery or k8s; default $KIZEN_SYNC_EXECUTOR, "
+        "else in_process.",
+    )
+    max_concurrent: int | None = Field(
+        default=None, ge=1, description="Steps of one run at a time (multiprocess, k8s)."
+    )
+    config: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Further config of the Dagster executor, passed as is (celery: broker, "
+        "backend, config_source, ...; k8s: job_namespace, ...).",
+    )
+
+    @model_validator(mode="after")
+    def _concurrency_fits(self) -> ExecutorConfig:
+        if self.max_concurrent is not None and self.type in ("in_process", "celery"):
+            raise ValueError(
+                f"max_concurrent does not apply to executor {self.type!r} (in_process runs one "
+                "step at a time; celery: start more workers)"
+            )
+        if "max_concurrent" in self.config:
+            raise ValueError("give max_concurrent as executor.max_concurrent, not in config")
+        return self
+
+
 class ProjectConfig(_Model):
     """The whole sync file."""
 
     warehouse: WarehouseConfig
     kizen: KizenConfig = Field(default_factory=KizenConfig)
+    executor: ExecutorConfig = Field(default_factory=ExecutorConfig)
     syncs: list[SyncConfig] = Field(min_length=1)
 
     @model_validator(mode="after")
