@@ -15,37 +15,99 @@ The API key is read from the environment by the runner and never printed.
 
 from __future__ import annotations
 
+import importlib
 import logging
 import os
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
-from rich.logging import RichHandler
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from kizen_sync.emulator.cli import emulator as emulator_command
-from kizen_sync.engine.runner import SyncRunner
 from kizen_sync.errors import ConfigError, GuardError, KizenSyncError
-from kizen_sync.models import RunOptions, RunReport
-from kizen_sync.render import (
-    failures_table,
-    make_console,
-    open_failures_table,
-    plan_counts_table,
-    plan_table,
-    summary_table,
-)
+
+if TYPE_CHECKING:
+    from rich.console import Console
+    from rich.progress import Progress
+
+    from kizen_sync.engine.runner import SyncRunner
+    from kizen_sync.models import RunOptions, RunReport
 
 __all__ = ["cli", "main"]
 
 EXIT_FAILED = 1
 EXIT_CONFIG = 2
 
-out = make_console(highlight=False, soft_wrap=False)
-err = make_console(stderr=True, highlight=False)
+#: Commands that live in optional or heavy modules, imported only when invoked, so that
+#: ``kizen-sync --help`` and the sync commands never load the emulator's web server (an
+#: optional extra) and ``--help`` loads neither the HTTP nor the SQL stack.
+LAZY_COMMANDS: dict[str, tuple[str, str]] = {
+    "emulator": ("kizen_sync.emulator.cli:emulator", "Serve the local Kizen API emulator."),
+    "demo": (
+        "kizen_sync.demo:demo",
+        "Seed a demo warehouse, sync it to a local Kizen emulator, change it, sync again.",
+    ),
+}
+#: What to install when an optional command's packages are missing.
+EMULATOR_HINT = (
+    "the local Kizen emulator is an optional part of kizen-sync: "
+    "install it with `pip install 'kizen-sync[emulator]'`"
+)
+
+
+class LazyGroup(click.Group):
+    """A click group whose :data:`LAZY_COMMANDS` are imported on first use.
+
+    The listing in ``--help`` uses the short help strings above, so showing it imports no
+    command module; a command whose optional dependencies are missing says what to install.
+    """
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted([*super().list_commands(ctx), *LAZY_COMMANDS])
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name not in LAZY_COMMANDS:
+            return super().get_command(ctx, cmd_name)
+        target, _ = LAZY_COMMANDS[cmd_name]
+        module_name, attr = target.split(":")
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as exc:
+            if exc.name and exc.name.split(".")[0] in _EMULATOR_PACKAGES:
+                raise click.UsageError(f"`{cmd_name}`: {EMULATOR_HINT}") from None
+            raise
+        command: click.Command = getattr(module, attr)
+        return command
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        rows = [
+            (name, LAZY_COMMANDS[name][1])
+            if name in LAZY_COMMANDS
+            else (name, self.commands[name].get_short_help_str(formatter.width))
+            for name in self.list_commands(ctx)
+        ]
+        with formatter.section("Commands"):
+            formatter.write_dl(rows)
+
+
+#: Top-level packages of the ``emulator`` extra.
+_EMULATOR_PACKAGES = frozenset({"starlette", "uvicorn", "httptools", "uvloop"})
+
+
+@cache
+def _out() -> Console:
+    from kizen_sync.render import make_console
+
+    return make_console(highlight=False, soft_wrap=False)
+
+
+@cache
+def _err() -> Console:
+    from kizen_sync.render import make_console
+
+    return make_console(stderr=True, highlight=False)
 
 
 def _exit_code(error: KizenSyncError) -> int:
@@ -53,12 +115,17 @@ def _exit_code(error: KizenSyncError) -> int:
 
 
 def _fail(error: KizenSyncError) -> None:
-    err.print(f"[bold red]error:[/] {error.message}", markup=True, highlight=False)
+    from rich.markup import escape
+
+    # Escaped: a message may quote a value that looks like markup ("[emulator]").
+    _err().print(f"[bold red]error:[/] {escape(error.message)}", markup=True, highlight=False)
 
 
 @contextmanager
 def _runner(config: Path, **kwargs: Any) -> Iterator[SyncRunner]:
     """Open a runner; a bad file exits 2 with every problem listed."""
+    from kizen_sync.engine.runner import SyncRunner
+
     try:
         runner = SyncRunner.from_file(config, **kwargs)
     except KizenSyncError as exc:
@@ -99,12 +166,20 @@ def _each_sync(
 
 
 def _progress_bar() -> Progress:
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+    )
+
     return Progress(
         TextColumn("[bold]{task.description}"),
         BarColumn(),
         MofNCompleteColumn(),
         TimeElapsedColumn(),
-        console=err,
+        console=_err(),
         transient=True,
     )
 
@@ -126,17 +201,19 @@ def run_with_progress(
             runner.progress = None
 
 
-@click.group(name="kizen-sync")
+@click.group(name="kizen-sync", cls=LazyGroup)
 @click.option("--verbose", "-v", is_flag=True, help="Log every step (DEBUG); never logs secrets.")
 def cli(verbose: bool) -> None:
     """Keep Kizen CRM records in step with a SQL warehouse."""
+    from rich.logging import RichHandler
+
     columns = os.environ.get("COLUMNS", "")
-    if columns.isdigit():  # honour the width of this invocation, not of the import
-        out.width = err.width = int(columns)
+    if columns.isdigit():  # honour the width of this invocation, not of the first use
+        _out().width = _err().width = int(columns)
     logging.basicConfig(
         level=logging.DEBUG if verbose else logging.WARNING,
         format="%(message)s",
-        handlers=[RichHandler(console=err, show_path=False)],
+        handlers=[RichHandler(console=_err(), show_path=False)],
         force=True,
     )
     # httpx logs every request URL at INFO, and lookup URLs carry identifiers (e-mail
@@ -165,6 +242,8 @@ sync_option = click.option(
 @click.option("--max-records", type=click.IntRange(min=1), help="Cap on writes this run.")
 def run(config: Path, syncs: tuple[str, ...], full_refresh: bool, max_records: int | None) -> None:
     """Plan, guard and apply the syncs; exit 1 when a run fails."""
+    from kizen_sync.models import RunOptions
+
     options = RunOptions(full_refresh=full_refresh, max_records=max_records)
     with _runner(config) as runner:
         names = _sync_names(runner, syncs)
@@ -180,6 +259,8 @@ def run(config: Path, syncs: tuple[str, ...], full_refresh: bool, max_records: i
 @sync_option
 def retry(config: Path, syncs: tuple[str, ...]) -> None:
     """Re-send only the records whose last attempt failed."""
+    from kizen_sync.models import RunOptions
+
     with _runner(config) as runner:
         names = _sync_names(runner, syncs)
         reports, code = _each_sync(
@@ -192,8 +273,11 @@ def retry(config: Path, syncs: tuple[str, ...]) -> None:
 
 
 def _print_reports(reports: Sequence[RunReport]) -> None:
+    from kizen_sync.render import failures_table, summary_table
+
     if not reports:
         return
+    out = _out()
     out.print(summary_table(reports))
     failed = failures_table(reports)
     if failed is not None:
@@ -210,6 +294,10 @@ def _print_reports(reports: Sequence[RunReport]) -> None:
 @click.option("--max-records", type=click.IntRange(min=1), help="Cap on planned writes.")
 def plan(config: Path, syncs: tuple[str, ...], full_refresh: bool, max_records: int | None) -> None:
     """Show what a run would send, field by field, without sending or storing anything."""
+    from kizen_sync.models import RunOptions
+    from kizen_sync.render import plan_counts_table, plan_table
+
+    out = _out()
     options = RunOptions(dry_run=True, full_refresh=full_refresh, max_records=max_records)
     with _runner(config) as runner:
         names = _sync_names(runner, syncs)
@@ -234,6 +322,9 @@ def plan(config: Path, syncs: tuple[str, ...], full_refresh: bool, max_records: 
 @click.option("--limit", type=click.IntRange(min=1), default=100, show_default=True)
 def failures(config: Path, sync: str | None, limit: int) -> None:
     """List records whose latest attempt failed (they are re-sent by the next run)."""
+    from kizen_sync.render import open_failures_table
+
+    out = _out()
     with _runner(config) as runner:
         if sync is not None:
             _sync_names(runner, [sync])
@@ -246,27 +337,6 @@ def failures(config: Path, sync: str | None, limit: int) -> None:
         out.print("No open failures.")
         return
     out.print(open_failures_table(rows))
-
-
-@cli.command()
-@click.option(
-    "--workdir",
-    type=click.Path(file_okay=False, path_type=Path),
-    help="Keep the warehouse, sync file and emulator state here (default: a temporary dir).",
-)
-@click.option("--kizen-url", help="Use this Kizen-compatible server (credentials from the env).")
-def demo(workdir: Path | None, kizen_url: str | None) -> None:
-    """Seed a demo warehouse, sync it to a local Kizen emulator, change it, sync again."""
-    from kizen_sync.demo import run_demo
-
-    try:
-        run_demo(workdir=workdir, kizen_url=kizen_url, console=out)
-    except KizenSyncError as exc:
-        _fail(exc)
-        raise SystemExit(_exit_code(exc)) from None
-
-
-cli.add_command(emulator_command, name="emulator")
 
 
 def main() -> None:

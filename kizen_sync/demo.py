@@ -22,20 +22,32 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+import click
 from pydantic import SecretStr
 from rich.console import Console
 from sqlalchemy import create_engine, text
 
 from kizen_sync.client import ClientSettings
 from kizen_sync.config import load_config
-from kizen_sync.emulator import Emulator
 from kizen_sync.engine.runner import SyncRunner, client_settings_from_config
+from kizen_sync.errors import ConfigError, ConfigProblem, KizenSyncError
 from kizen_sync.models import RunOptions, RunReport
 from kizen_sync.render import failures_table, plan_table, summary_table
 from kizen_sync.warehouse.sqlfiles import split_statements, sql_dir
 
-__all__ = ["DEMO_CHANGES", "DemoResult", "run_demo", "seed_warehouse", "write_sync_file"]
+if TYPE_CHECKING:
+    from kizen_sync.emulator import Emulator
+
+__all__ = [
+    "DEMO_CHANGES",
+    "DemoResult",
+    "demo",
+    "run_demo",
+    "seed_warehouse",
+    "write_sync_file",
+]
 
 WAREHOUSE_FILE = "warehouse.db"
 SYNC_FILE = "syncs.yaml"
@@ -135,6 +147,26 @@ def write_sync_file(workdir: Path, warehouse: Path) -> Path:
     return target
 
 
+def _emulator_class() -> type[Emulator]:
+    """The emulator, an optional extra: the demo is the one place that brings the product and
+    its test double together, and it says what to install when the extra is missing.
+    """
+    try:
+        from kizen_sync.emulator import Emulator
+    except ModuleNotFoundError as exc:
+        raise ConfigError(
+            [
+                ConfigProblem(
+                    "emulator",
+                    f"{exc.name} is not installed: the local Kizen emulator is an optional "
+                    "part of kizen-sync; install it with `pip install 'kizen-sync[emulator]'`, "
+                    "or pass --kizen-url to use a running Kizen",
+                )
+            ]
+        ) from None
+    return Emulator
+
+
 @contextlib.contextmanager
 def _kizen(workdir: Path, kizen_url: str | None, config_path: Path) -> Iterator[ClientSettings]:
     """Client settings for a running server (``--kizen-url``) or an in-process emulator."""
@@ -144,7 +176,7 @@ def _kizen(workdir: Path, kizen_url: str | None, config_path: Path) -> Iterator[
     state = workdir / EMULATOR_STATE
     for suffix in ("", "-wal", "-shm", "-journal"):
         Path(f"{state}{suffix}").unlink(missing_ok=True)
-    emulator = Emulator.demo(state_path=state)
+    emulator = _emulator_class().demo(state_path=state)
     api_key, user_id, business_id = emulator.credentials
     try:
         with emulator.serve(host="127.0.0.1", port=0) as base_url:
@@ -225,3 +257,26 @@ def _where_to_look(console: Console, workdir: Path, sync_file: Path, *, keep: bo
         "and in another:\n"
         f"  KIZEN_API_KEY=demo-api-key kizen-sync run --config {sync_file}"
     )
+
+
+@click.command("demo")
+@click.option(
+    "--workdir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Keep the warehouse, sync file and emulator state here (default: a temporary dir).",
+)
+@click.option("--kizen-url", help="Use this Kizen-compatible server (credentials from the env).")
+def demo(workdir: Path | None, kizen_url: str | None) -> None:
+    """Seed a demo warehouse, sync it to a local Kizen emulator, change it, sync again."""
+    from rich.markup import escape
+
+    from kizen_sync.render import make_console
+
+    console = make_console(highlight=False, soft_wrap=False)
+    try:
+        run_demo(workdir=workdir, kizen_url=kizen_url, console=console)
+    except KizenSyncError as exc:
+        make_console(stderr=True, highlight=False).print(
+            f"[bold red]error:[/] {escape(exc.message)}", markup=True, highlight=False
+        )
+        raise SystemExit(2 if isinstance(exc, ConfigError) else 1) from None

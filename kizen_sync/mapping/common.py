@@ -17,8 +17,6 @@ from decimal import Decimal
 from typing import Any
 from uuid import UUID
 
-import numpy as np
-
 from kizen_sync.schema import FieldSchema
 
 __all__ = ["UUID_RE", "Context", "Problem", "is_blank", "plain", "show", "text_of", "uuid_of"]
@@ -30,6 +28,20 @@ UUID_RE = re.compile(
 #: Type names of pandas' missing-value singletons; matched by name so that this pure module
 #: does not import pandas (``pd.NaT`` even passes ``isinstance(x, datetime)``).
 _PANDAS_MISSING = frozenset({"NaTType", "NAType"})
+
+
+def _numpy_type(raw: Any) -> str | None:
+    """The numpy type name of ``raw`` (``"int64"``, ``"datetime64"``), else None.
+
+    Recognised by module rather than imported: values from a DataFrame carry numpy scalars,
+    but the library itself does not need numpy to understand them.
+    """
+    kind = type(raw)
+    return kind.__name__ if kind.__module__ == "numpy" else None
+
+
+def _is_nat(raw: Any) -> bool:
+    return _numpy_type(raw) == "datetime64" and str(raw) == "NaT"
 
 
 class Problem(Exception):
@@ -62,9 +74,10 @@ def plain(raw: Any) -> Any:
 
     ``datetime64`` is cut to microseconds first: ``.item()`` of a nanosecond value is an int.
     """
-    if isinstance(raw, np.datetime64):
-        return None if np.isnat(raw) else raw.astype("datetime64[us]").item()
-    if isinstance(raw, np.generic):
+    kind = _numpy_type(raw)
+    if kind == "datetime64":
+        return None if _is_nat(raw) else raw.astype("datetime64[us]").item()
+    if kind is not None and hasattr(raw, "item"):
         return raw.item()
     if isinstance(raw, datetime) and hasattr(raw, "to_pydatetime"):
         # pandas Timestamp: Kizen keeps microseconds, so nanoseconds are dropped on purpose.
@@ -84,8 +97,8 @@ def is_blank(raw: Any, *, keep_whitespace: bool = False) -> bool:
         return True
     if isinstance(raw, float) and math.isnan(raw):
         return True
-    if isinstance(raw, np.datetime64):
-        return bool(np.isnat(raw))
+    if _is_nat(raw):
+        return True
     if isinstance(raw, str):
         return raw == "" if keep_whitespace else not raw.strip()
     return False
