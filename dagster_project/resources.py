@@ -8,7 +8,6 @@ a warehouse URL that the sync file takes from the environment.
 """
 
 import logging
-import os
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -16,11 +15,10 @@ from pathlib import Path
 from typing import Any
 
 import dagster as dg
-import yaml
-from pydantic import Field, SecretStr
+from pydantic import Field
 
 from kizen_sync.client import ClientSettings
-from kizen_sync.config import ProjectConfig
+from kizen_sync.config import KizenConfig, ProjectConfig
 from kizen_sync.engine.runner import SyncRunner
 from kizen_sync.warehouse import StateStore, Warehouse
 
@@ -53,33 +51,25 @@ class WarehouseResource(dg.ConfigurableResource):
 
 
 class KizenResource(dg.ConfigurableResource):
-    """The Kizen business the syncs write to; the API key comes from the environment."""
+    """The Kizen business the syncs write to.
 
-    base_url: str = Field(description="Scheme and host of the Kizen API (or the local emulator).")
-    business_id: str = Field(description="X-BUSINESS-ID: the business every request targets.")
-    user_id: str = Field(description="X-USER-ID: the user the API key belongs to.")
+    ``connection`` is the sync file's ``kizen:`` section as written (no secret ever lives
+    there); the key is an environment variable resolved when a run starts. Everything else
+    goes through the one settings model (:meth:`kizen_sync.config.KizenConfig.client_settings`):
+    what the file leaves unset is read from ``KIZEN_*`` variables in the run's process, then
+    the defaults, exactly as the CLI does.
+    """
+
     api_key: str = Field(description="X-API-KEY; always given as an environment variable.")
-    requests_per_second: float | None = Field(
-        default=None, description="Known rate limit of the business; None: no client pacing."
+    connection: dict[str, Any] = Field(
+        default_factory=dict,
+        description="The sync file's kizen section (base_url, business_id, user_id, pacing...); "
+        "unset values come from KIZEN_* environment variables at run start.",
     )
-    max_in_flight: int = Field(default=16, description="Concurrent requests per run.")
-    adaptive: bool = Field(default=False, description="Back off on 429 and climb back.")
-    timeout_s: float = Field(default=30.0, description="Timeout of one request, in seconds.")
-    verify_tls: bool = Field(default=True, description="Verify Kizen's TLS certificate.")
 
     def get_client_settings(self) -> ClientSettings:
         """The :class:`ClientSettings` for :class:`kizen_sync.engine.runner.SyncRunner`."""
-        return ClientSettings(
-            base_url=self.base_url,
-            business_id=self.business_id,
-            user_id=self.user_id,
-            api_key=SecretStr(self.api_key),
-            requests_per_second=self.requests_per_second,
-            max_in_flight=self.max_in_flight,
-            adaptive=self.adaptive,
-            timeout_s=self.timeout_s,
-            verify_tls=self.verify_tls,
-        )
+        return KizenConfig.model_validate(self.connection).client_settings(api_key=self.api_key)
 
 
 class StateStoreResource(dg.ConfigurableResource):
@@ -115,48 +105,31 @@ def open_runner(
         yield runner
 
 
-def _env_or(value: str | None, env: str) -> Any:
-    """The file's value when it has one, else the environment variable at run start."""
-    return value if value else dg.EnvVar(env)
-
-
-def _warehouse_url(project: ProjectConfig, sync_file: Path) -> Any:
+def _warehouse_url(project: ProjectConfig) -> Any:
     """``dg.EnvVar(VAR)`` when the file says ``url: ${VAR}``, so that a URL carrying a
     password is never shown as a resource value in the UI; the file's value otherwise.
     """
-    raw = yaml.safe_load(sync_file.read_text(encoding="utf-8"))
-    match = _WHOLE_ENV_REF.match(str(raw.get("warehouse", {}).get("url", "")))
+    match = _WHOLE_ENV_REF.match(project.warehouse.url_as_written)
     return dg.EnvVar(match.group(1)) if match else project.warehouse.url
 
 
 def build_resources(project: ProjectConfig, sync_file: Path) -> dict[str, Any]:
     """The resources of the code location, keyed as the assets and checks ask for them.
 
-    Business and user ids come from the file, else from ``KIZEN_BUSINESS_ID`` /
-    ``KIZEN_USER_ID``; the base URL from the file, else ``KIZEN_BASE_URL`` when it is set
-    (the same precedence as the CLI).
+    The Kizen connection is the file's ``kizen`` section; what it leaves unset comes from the
+    environment when a run starts (the same precedence as the CLI).
     """
     kizen = project.kizen
-    base_url: Any = kizen.base_url
-    if "base_url" not in kizen.model_fields_set and os.environ.get("KIZEN_BASE_URL"):
-        base_url = dg.EnvVar("KIZEN_BASE_URL")
     warehouse = WarehouseResource(
-        url=_warehouse_url(project, sync_file),
+        url=_warehouse_url(project),
         state_schema=project.warehouse.state_schema,
         table_prefix=project.warehouse.table_prefix,
     )
     return {
         "warehouse": warehouse,
         "kizen": KizenResource(
-            base_url=base_url,
-            business_id=_env_or(kizen.business_id, "KIZEN_BUSINESS_ID"),
-            user_id=_env_or(kizen.user_id, "KIZEN_USER_ID"),
             api_key=dg.EnvVar(kizen.api_key_env),
-            requests_per_second=kizen.requests_per_second,
-            max_in_flight=kizen.max_in_flight,
-            adaptive=kizen.adaptive,
-            timeout_s=kizen.timeout_s,
-            verify_tls=kizen.verify_tls,
+            connection=kizen.model_dump(mode="json", exclude_unset=True),
         ),
         "state_store": StateStoreResource(warehouse=warehouse),
     }

@@ -21,8 +21,17 @@ from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
+from kizen_sync.client.settings import ENV_PREFIX, ClientSettings, ConnectionOptions
 from kizen_sync.errors import ConfigError, ConfigProblem
 from kizen_sync.schema import OPTION_TYPES, FieldSchema, ObjectSchema
 
@@ -82,6 +91,14 @@ class WarehouseConfig(_Model):
         default=None, description="Schema for state/audit tables (PostgreSQL); default: the URL's."
     )
     table_prefix: str = Field(default="kizen_sync_", description="Prefix of state/audit tables.")
+    _url_as_written: str | None = PrivateAttr(default=None)
+
+    @property
+    def url_as_written(self) -> str:
+        """The URL as the file spells it, before ``${VAR}`` expansion: safe to show, since a
+        password in the URL normally comes from the environment.
+        """
+        return self._url_as_written if self._url_as_written is not None else self.url
 
     @field_validator("state_schema")
     @classmethod
@@ -96,20 +113,15 @@ class WarehouseConfig(_Model):
         return v
 
 
-class KizenConfig(_Model):
-    """How to reach Kizen. The API key itself comes from the environment only."""
+class KizenConfig(ConnectionOptions):
+    """How to reach Kizen: the sync file's ``kizen:`` section.
 
-    base_url: str = Field(default="https://app.go.kizen.com")
-    business_id: str | None = Field(
-        default=None, description="X-BUSINESS-ID; default $KIZEN_BUSINESS_ID"
-    )
-    user_id: str | None = Field(default=None, description="X-USER-ID; default $KIZEN_USER_ID")
+    Any field of the connection (:class:`~kizen_sync.client.settings.ConnectionOptions`) may be
+    set here; what the file leaves unset comes from the ``KIZEN_*`` environment, then the
+    defaults (:meth:`client_settings`). The API key itself comes from the environment only.
+    """
+
     api_key_env: str = Field(default="KIZEN_API_KEY", description="Env var holding the API key.")
-    requests_per_second: float | None = Field(default=None, gt=0, description="Known rate limit.")
-    max_in_flight: int = Field(default=16, ge=1, le=256)
-    adaptive: bool = Field(default=False, description="Back off on 429 and climb back.")
-    timeout_s: float = Field(default=30.0, gt=0)
-    verify_tls: bool = Field(default=True, description="Turning this off needs an explicit false.")
     audit_hash_key_env: str = Field(
         default="KIZEN_SYNC_AUDIT_KEY",
         description="Env var with the HMAC key for sensitive fields.",
@@ -122,20 +134,55 @@ class KizenConfig(_Model):
             raise ValueError(f"{v!r} is not a UUID")
         return v
 
-    @field_validator("base_url")
-    @classmethod
-    def _url_ok(cls, v: str) -> str:
-        if not re.match(r"^https?://[^/\s]+", v):
-            raise ValueError(f"base_url {v!r} must start with http:// or https://")
-        return v.rstrip("/")
-
     def resolved_business_id(self) -> str | None:
         """Business id from the file, else from the environment."""
-        return self.business_id or os.environ.get("KIZEN_BUSINESS_ID")
+        return self.business_id or os.environ.get(f"{ENV_PREFIX}BUSINESS_ID") or None
 
     def resolved_user_id(self) -> str | None:
         """User id from the file, else from the environment."""
-        return self.user_id or os.environ.get("KIZEN_USER_ID")
+        return self.user_id or os.environ.get(f"{ENV_PREFIX}USER_ID") or None
+
+    def client_settings(self, **overrides: Any) -> ClientSettings:
+        """The client settings: ``overrides``, then this file section, then ``KIZEN_*``
+        variables, then the defaults; the key from the variable named by ``api_key_env``.
+
+        Raises:
+            ConfigError: a credential is missing (naming the variable to set) or a value
+                from the environment is invalid.
+        """
+        values = self.model_dump(exclude_unset=True, exclude={"api_key_env", "audit_hash_key_env"})
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        problems: list[ConfigProblem] = []
+        if "api_key" not in values:
+            key = os.environ.get(self.api_key_env)
+            if key:
+                values["api_key"] = key
+            else:
+                # Named explicitly: a custom variable must not fall back to KIZEN_API_KEY.
+                problems.append(
+                    ConfigProblem(
+                        "kizen.api_key_env",
+                        f"environment variable {self.api_key_env} is not set; "
+                        "it must hold the Kizen API key",
+                    )
+                )
+        for name in ("business_id", "user_id"):
+            var = f"{ENV_PREFIX}{name.upper()}"
+            if not values.get(name) and not os.environ.get(var):
+                problems.append(
+                    ConfigProblem(f"kizen.{name}", f"not set in the file nor in ${var}")
+                )
+        if problems:
+            raise ConfigError(problems)
+        try:
+            return ClientSettings(**values)
+        except ValidationError as exc:
+            raise ConfigError(
+                [
+                    ConfigProblem(f"kizen.{_loc(e['loc'])}", e["msg"].removeprefix("Value error, "))
+                    for e in exc.errors()
+                ]
+            ) from None
 
 
 class SourceConfig(_Model):
@@ -491,6 +538,9 @@ def parse_config(data: Any, *, source: str | None = None) -> ProjectConfig:
         raise ConfigError(problems, source=source) from None
     if problems:
         raise ConfigError(problems, source=source)
+    written = data.get("warehouse")
+    if isinstance(written, Mapping) and isinstance(written.get("url"), str):
+        config.warehouse._url_as_written = written["url"]
     return config
 
 

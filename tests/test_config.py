@@ -149,3 +149,49 @@ def test_kizen_ids_must_be_uuids() -> None:
     found = problems(info)
     assert found["kizen.user_id"] == "'alex' is not a UUID"
     assert "syncs" in found  # at least one sync is required: reported in the same error
+
+
+# --- the one Kizen connection model: file, then KIZEN_* environment, then default -------------
+
+USER = "916dac1b-5640-4268-9324-06132f342488"
+
+
+def test_connection_values_come_from_the_file_then_the_environment_then_the_default(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("KIZEN_API_KEY", "key-from-env")
+    monkeypatch.setenv("KIZEN_USER_ID", USER)
+    monkeypatch.setenv("KIZEN_BUSINESS_ID", "0" * 8 + "-0000-4000-8000-" + "0" * 12)
+    monkeypatch.setenv("KIZEN_REQUESTS_PER_SECOND", "12")
+    monkeypatch.setenv("KIZEN_MAX_IN_FLIGHT", "3")
+    text = GOOD.replace("kizen:\n", "kizen:\n  max_in_flight: 7\n")
+    settings = load_config(write(tmp_path, text)).kizen.client_settings()
+    assert settings.business_id == "5e1f0c2a-3b4d-4e6f-8a9b-0c1d2e3f4a5b"  # the file wins
+    assert settings.max_in_flight == 7  # the file wins
+    assert settings.user_id == USER  # only in the environment
+    assert settings.requests_per_second == 12  # only in the environment
+    assert settings.timeout_s == 30.0  # nowhere: the default
+    assert settings.api_key.get_secret_value() == "key-from-env"
+
+
+def test_a_bad_value_in_the_environment_is_named(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("KIZEN_API_KEY", "k")
+    monkeypatch.setenv("KIZEN_USER_ID", USER)
+    monkeypatch.setenv("KIZEN_MAX_IN_FLIGHT", "many")
+    with pytest.raises(ConfigError) as caught:
+        load_config(write(tmp_path, GOOD)).kizen.client_settings()
+    assert "kizen.max_in_flight" in problems(caught)
+
+
+def test_a_custom_key_variable_never_falls_back_to_kizen_api_key(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("KIZEN_API_KEY", "the-wrong-account")
+    monkeypatch.setenv("KIZEN_USER_ID", USER)
+    monkeypatch.delenv("STAGING_KIZEN_KEY", raising=False)
+    text = GOOD.replace("kizen:\n", "kizen:\n  api_key_env: STAGING_KIZEN_KEY\n")
+    with pytest.raises(ConfigError) as caught:
+        load_config(write(tmp_path, text)).kizen.client_settings()
+    assert "STAGING_KIZEN_KEY is not set" in problems(caught)["kizen.api_key_env"]

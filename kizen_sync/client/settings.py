@@ -1,27 +1,27 @@
-"""Connection, pacing and retry settings of the Kizen client.
+"""The one model of a Kizen connection: where, as whom, how fast, how patient.
 
-Secrets come only from the environment (``KIZEN_API_KEY``) or an explicit argument, are held
-in a :class:`pydantic.SecretStr` and never appear in ``repr``, logs or exceptions.
+Every value is resolved in one place, by pydantic-settings, in one order: a value given
+explicitly (the sync file's ``kizen:`` section, a Dagster resource, a test), else the
+``KIZEN_<FIELD>`` environment variable (``KIZEN_BUSINESS_ID``, ``KIZEN_REQUESTS_PER_SECOND``,
+...), else the default. :class:`ConnectionOptions` holds the fields a sync file may set;
+:class:`ClientSettings` adds the credentials and requires them. The API key comes only from
+the environment (or an explicit argument), is held in a :class:`pydantic.SecretStr` and never
+appears in ``repr``, logs or exceptions.
 """
 
 from __future__ import annotations
 
-import os
+import re
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
 
-__all__ = ["DEFAULT_BASE_URL", "ClientSettings"]
+__all__ = ["DEFAULT_BASE_URL", "ENV_PREFIX", "ClientSettings", "ConnectionOptions"]
 
 DEFAULT_BASE_URL = "https://app.go.kizen.com"
-
-#: Environment variable -> settings field read by :meth:`ClientSettings.from_env`.
-_ENV_VARS = {
-    "api_key": "KIZEN_API_KEY",
-    "user_id": "KIZEN_USER_ID",
-    "business_id": "KIZEN_BUSINESS_ID",
-    "base_url": "KIZEN_BASE_URL",
-}
+#: Prefix of the environment variables that fill unset fields (``KIZEN_API_KEY`` ...).
+ENV_PREFIX = "KIZEN_"
 
 
 def _default_user_agent() -> str:
@@ -33,8 +33,8 @@ def _default_user_agent() -> str:
         return "kizen-sync"
 
 
-class ClientSettings(BaseModel):
-    """Everything a :class:`~kizen_sync.client.KizenClient` needs to talk to one business.
+class ConnectionOptions(BaseModel):
+    """The settings of a Kizen connection that may be written down (everything but the key).
 
     The defaults are safe for an unknown server: no client-side rate limit (Kizen documents
     none), 16 requests in flight, retries bounded both by count and by time.
@@ -46,9 +46,12 @@ class ClientSettings(BaseModel):
         default=DEFAULT_BASE_URL,
         description="Scheme and host of the Kizen API; routes are appended under /api.",
     )
-    business_id: str = Field(description="X-BUSINESS-ID: the business (tenant) every call targets.")
-    user_id: str = Field(description="X-USER-ID: the user the API key belongs to.")
-    api_key: SecretStr = Field(description="X-API-KEY; redacted in repr, logs and errors.")
+    business_id: str | None = Field(
+        default=None, description="X-BUSINESS-ID: the business (tenant) every call targets."
+    )
+    user_id: str | None = Field(
+        default=None, description="X-USER-ID: the user the API key belongs to."
+    )
     timeout_s: float = Field(default=30.0, gt=0, description="Read/write/pool timeout per request.")
     connect_timeout_s: float = Field(default=10.0, gt=0, description="TCP+TLS connect timeout.")
     requests_per_second: float | None = Field(
@@ -103,9 +106,24 @@ class ClientSettings(BaseModel):
     @classmethod
     def _strip_base(cls, value: str) -> str:
         value = value.strip().rstrip("/")
-        if not value.startswith(("http://", "https://")):
-            raise ValueError("base_url must start with http:// or https://")
+        if not re.match(r"^https?://[^/\s]+", value):
+            raise ValueError(f"base_url {value!r} must start with http:// or https://")
         return value.removesuffix("/api")
+
+class ClientSettings(ConnectionOptions, BaseSettings):
+    """Everything a :class:`~kizen_sync.client.KizenClient` needs to talk to one business.
+
+    Unset fields are read from ``KIZEN_<FIELD>`` environment variables (see the module
+    docstring); the business, the user and the key are required.
+    """
+
+    model_config = SettingsConfigDict(
+        frozen=True, extra="forbid", env_prefix=ENV_PREFIX, env_ignore_empty=True
+    )
+
+    business_id: str = Field(description="X-BUSINESS-ID: the business (tenant) every call targets.")
+    user_id: str = Field(description="X-USER-ID: the user the API key belongs to.")
+    api_key: SecretStr = Field(description="X-API-KEY; redacted in repr, logs and errors.")
 
     @property
     def effective_burst(self) -> int:
@@ -133,17 +151,12 @@ class ClientSettings(BaseModel):
 
     @classmethod
     def from_env(cls, **overrides: Any) -> ClientSettings:
-        """Build settings from ``KIZEN_*`` environment variables, then apply ``overrides``.
+        """Settings from the given values, the ``KIZEN_*`` environment, then the defaults.
 
         Args:
-            **overrides: any field; wins over the environment. ``api_key`` may be a str.
+            **overrides: any field; ``None`` values are ignored. ``api_key`` may be a str.
 
         Raises:
             pydantic.ValidationError: a required value (key, user, business) is missing.
         """
-        values: dict[str, Any] = {}
-        for field, var in _ENV_VARS.items():
-            if os.environ.get(var):
-                values[field] = os.environ[var]
-        values.update({k: v for k, v in overrides.items() if v is not None})
-        return cls(**values)
+        return cls(**{k: v for k, v in overrides.items() if v is not None})

@@ -148,44 +148,13 @@ class _Scope:
 
 
 def client_settings_from_config(config: ProjectConfig, **overrides: Any) -> ClientSettings:
-    """Client settings from the file's ``kizen`` section and the environment.
-
-    The API key is read from the variable named by ``kizen.api_key_env``; user and business
-    ids from the file or ``KIZEN_USER_ID`` / ``KIZEN_BUSINESS_ID``.
+    """Client settings from the file's ``kizen`` section and the environment
+    (:meth:`~kizen_sync.config.KizenConfig.client_settings`).
 
     Raises:
         ConfigError: a credential is missing, naming the variable to set.
     """
-    kizen = config.kizen
-    problems: list[ConfigProblem] = []
-    api_key = os.environ.get(kizen.api_key_env)
-    if not api_key and "api_key" not in overrides:
-        problems.append(
-            ConfigProblem(
-                "kizen.api_key_env",
-                f"environment variable {kizen.api_key_env} is not set; "
-                "it must hold the Kizen API key",
-            )
-        )
-    values: dict[str, Any] = {
-        "api_key": api_key,
-        "business_id": kizen.resolved_business_id(),
-        "user_id": kizen.resolved_user_id(),
-        "requests_per_second": kizen.requests_per_second,
-        "max_in_flight": kizen.max_in_flight,
-        "adaptive": kizen.adaptive,
-        "timeout_s": kizen.timeout_s,
-        "verify_tls": kizen.verify_tls,
-    }
-    if "base_url" in kizen.model_fields_set or not os.environ.get("KIZEN_BASE_URL"):
-        values["base_url"] = kizen.base_url
-    values.update(overrides)
-    for key, var in (("business_id", "KIZEN_BUSINESS_ID"), ("user_id", "KIZEN_USER_ID")):
-        if not values.get(key):
-            problems.append(ConfigProblem(f"kizen.{key}", f"not set in the file nor in ${var}"))
-    if problems:
-        raise ConfigError(problems)
-    return ClientSettings.from_env(**values)
+    return config.kizen.client_settings(**overrides)
 
 
 def _now() -> datetime:
