@@ -110,6 +110,7 @@ class ConnectionOptions(BaseModel):
             raise ValueError(f"base_url {value!r} must start with http:// or https://")
         return value.removesuffix("/api")
 
+
 class ClientSettings(ConnectionOptions, BaseSettings):
     """Everything a :class:`~kizen_sync.client.KizenClient` needs to talk to one business.
 
