@@ -31,9 +31,9 @@ from pydantic import (
     model_validator,
 )
 
-from kizen_sync.client.settings import ENV_PREFIX, ClientSettings, ConnectionOptions
 from kizen_sync.errors import ConfigError, ConfigProblem
 from kizen_sync.schema import OPTION_TYPES, FieldSchema, ObjectSchema
+from kizen_sync.settings import ENV_PREFIX, ClientSettings, ConnectionOptions
 
 __all__ = [
     "EXECUTOR_TYPES",
@@ -116,7 +116,7 @@ class WarehouseConfig(_Model):
 class KizenConfig(ConnectionOptions):
     """How to reach Kizen: the sync file's ``kizen:`` section.
 
-    Any field of the connection (:class:`~kizen_sync.client.settings.ConnectionOptions`) may be
+    Any field of the connection (:class:`~kizen_sync.settings.ConnectionOptions`) may be
     set here; what the file leaves unset comes from the ``KIZEN_*`` environment, then the
     defaults (:meth:`client_settings`). The API key itself comes from the environment only.
     """

@@ -19,7 +19,7 @@ from kizen_sync.client.models import (
     UpsertAction,
     UpsertResult,
 )
-from kizen_sync.client.settings import DEFAULT_BASE_URL, ClientSettings
+from kizen_sync.settings import DEFAULT_BASE_URL, ClientSettings
 
 __all__ = [
     "DEFAULT_BASE_URL",

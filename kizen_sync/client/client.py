@@ -33,9 +33,9 @@ from kizen_sync.client.models import (
     UpsertResult,
 )
 from kizen_sync.client.session import Session
-from kizen_sync.client.settings import ClientSettings
 from kizen_sync.errors import KizenValidationError, NotFoundError
 from kizen_sync.schema import FieldSchema, ObjectSchema
+from kizen_sync.settings import ClientSettings
 
 __all__ = ["Entry", "KizenClient"]
 

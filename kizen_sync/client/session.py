@@ -30,7 +30,6 @@ from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, wait_ran
 from kizen_sync.client.attempts import AttemptInfo, ClientStats, record_attempt
 from kizen_sync.client.classify import decode_body, error_from_response, error_from_transport
 from kizen_sync.client.pacing import Pacer, Sleep
-from kizen_sync.client.settings import ClientSettings
 from kizen_sync.client.transport import LeanAsyncClient, make_transport
 from kizen_sync.errors import (
     KizenAPIError,
@@ -38,6 +37,7 @@ from kizen_sync.errors import (
     ServerError,
     TransportError,
 )
+from kizen_sync.settings import ClientSettings
 
 __all__ = ["Session"]
 
