@@ -11,17 +11,13 @@ from typing import Any
 import dagster as dg
 
 from dagster_project.assets import SyncAssets, asset_keys
+from kizen_sync.models import RunCounts
 
 __all__ = ["REPORTED_KEYS", "build_failure_sensor"]
 
 #: Failure metadata copied onto the observation (counts of a run, numbers of a guard).
 REPORTED_KEYS = (
-    "created",
-    "updated",
-    "archived",
-    "unchanged",
-    "noop",
-    "failed",
+    *RunCounts.names(),
     "planned",
     "failure_rate",
     "would_archive",

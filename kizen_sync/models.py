@@ -7,7 +7,7 @@ how they were produced.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import date, datetime
 from enum import StrEnum
 from typing import Any
@@ -182,16 +182,16 @@ class RunCounts:
     noop: int = 0
     failed: int = 0
 
+    @classmethod
+    def names(cls) -> tuple[str, ...]:
+        """The count names in display order: the one list the runs table, the CLI and
+        Dagster's metadata all follow.
+        """
+        return tuple(f.name for f in fields(cls))
+
     def as_dict(self) -> dict[str, int]:
         """Counts in display order."""
-        return {
-            "created": self.created,
-            "updated": self.updated,
-            "archived": self.archived,
-            "unchanged": self.unchanged,
-            "noop": self.noop,
-            "failed": self.failed,
-        }
+        return {name: getattr(self, name) for name in self.names()}
 
 
 @dataclass(frozen=True)

@@ -12,20 +12,13 @@ from typing import Any
 
 from sqlalchemy import Boolean, Column, DateTime, Float, Integer, MetaData, Table, Text
 
+from kizen_sync.models import RunCounts
+
 __all__ = ["RUN_COUNTS", "StateTables", "state_tables"]
 
-#: The count columns of the runs table, in the order of :class:`~kizen_sync.models.RunCounts`
-#: followed by the run-wide figures.
-RUN_COUNTS = (
-    "created",
-    "updated",
-    "archived",
-    "unchanged",
-    "noop",
-    "failed",
-    "planned",
-    "requests",
-)
+#: The count columns of the runs table: :class:`~kizen_sync.models.RunCounts`, then the
+#: run-wide figures.
+RUN_COUNTS = (*RunCounts.names(), "planned", "requests")
 
 
 @dataclass(frozen=True)
