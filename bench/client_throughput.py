@@ -1,14 +1,18 @@
-"""PATCH throughput of KizenClient against a server in a separate process.
+"""PATCH throughput and CPU per request of HTTP clients against a server in another process.
 
 Run: ``.venv/bin/python -m bench.client_throughput`` (``--help`` for options).
 
 Scenarios: (a) no limit, many requests in flight; (b) a server limit of R req/s (429 +
-Retry-After above it) with ``requests_per_second=R`` on the client. Reports achieved PATCH/s,
-429 share and client CPU ms per request; writes ``bench/results/client_throughput.json``.
+Retry-After above it) with ``requests_per_second=R`` on the client (kizen-sync only). Reports
+achieved PATCH/s, 429 share and client CPU ms per request; writes
+``bench/results/client_throughput.json``.
 
 Server: the kizen-sync emulator (``python -m kizen_sync.emulator``), or ``--server stub``: a
-~50-line asyncio HTTP server (fixed 20 ms latency, fixed 1 s window limit) that costs almost no
-CPU, to measure the client alone on a 2-core machine.
+small asyncio server (:mod:`bench.stub_server`, fixed latency, fixed 1 s window limit, TLS with
+``--tls``) that costs almost no CPU, to measure the client alone on a 2-core machine.
+Clients (``--client``, repeatable): see :mod:`bench.http_clients`; ``--repeats`` runs the
+unlimited scenario that many times per client, interleaved, so that a disturbance of the
+shared machine does not land on one client only.
 """
 
 from __future__ import annotations
@@ -16,19 +20,19 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import importlib.util
 import json
-import multiprocessing
 import os
-import socket
 import subprocess
 import sys
 import time
-import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 
+from bench.http_clients import CLIENTS, patch_loop
+from bench.machine import load_average
+from bench.stub_server import Stub, free_port, stub_server
 from kizen_sync.client import ClientSettings, KizenClient
 
 API_KEY = "demo-api-key"
@@ -37,98 +41,34 @@ BUSINESS_ID = "5e1f0c2a-3b4d-4e6f-8a9b-0c1d2e3f4a5b"
 RESULTS = Path(__file__).parent / "results" / "client_throughput.json"
 
 
-# --- stub server (separate process) ------------------------------------------------------
-
-
-def _stub_main(port: int, latency_s: float, rate_limit: float | None) -> None:
-    window = [0, 0]  # [second, count]
-
-    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            while True:
-                head = await reader.readuntil(b"\r\n\r\n")
-                lines = head.decode("latin-1").split("\r\n")
-                method, target, _ = lines[0].split(" ", 2)
-                length = 0
-                for line in lines[1:]:
-                    if line.lower().startswith("content-length:"):
-                        length = int(line.split(":", 1)[1])
-                if length:
-                    await reader.readexactly(length)
-                await asyncio.sleep(latency_s)
-                now = int(time.monotonic())
-                if window[0] != now:
-                    window[:] = [now, 0]
-                window[1] += 1
-                path = target.split("?", 1)[0]
-                if rate_limit is not None and window[1] > rate_limit:
-                    status, extra, body = "429 Too Many Requests", "Retry-After: 1\r\n", b"{}"
-                else:
-                    rid = path.rsplit("/", 1)[-1] if method == "PATCH" else str(uuid.uuid4())
-                    payload = {"id": rid, "object_type": "standard", "fields": {}}
-                    if path.endswith("/upsert"):
-                        payload["action"] = "created"
-                    status, extra, body = "200 OK", "", json.dumps(payload).encode()
-                writer.write(
-                    f"HTTP/1.1 {status}\r\nContent-Type: application/json\r\n{extra}"
-                    f"Content-Length: {len(body)}\r\n\r\n".encode()
-                    + body
-                )
-                await writer.drain()
-        except (asyncio.IncompleteReadError, ConnectionError):
-            pass
-        finally:
-            writer.close()
-
-    async def serve() -> None:
-        server = await asyncio.start_server(handle, "127.0.0.1", port, backlog=1024)
-        async with server:
-            await server.serve_forever()
-
-    asyncio.run(serve())
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _wait_ready(port: int, timeout_s: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.2):
-            return
-        time.sleep(0.05)
-    raise RuntimeError(f"server on port {port} did not start within {timeout_s} s")
-
-
 @contextlib.contextmanager
-def server(kind: str, latency_ms: int, rate_limit: float | None):
-    """Start the server in another process; yield its base URL."""
-    port = _free_port()
-    if kind == "emulator":
-        cmd = [sys.executable, "-m", "kizen_sync.emulator", "--port", str(port)]
-        cmd += ["--latency-ms", str(latency_ms)]
-        if rate_limit is not None:
-            cmd += ["--rate-limit", str(rate_limit)]
-        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        stop = proc.terminate
-        join = proc.wait
-    else:
-        ctx = multiprocessing.get_context("spawn")
-        proc_mp = ctx.Process(target=_stub_main, args=(port, latency_ms / 1000, rate_limit))
-        proc_mp.start()
-        stop, join = proc_mp.terminate, proc_mp.join
+def emulator(latency_ms: int, rate_limit: float | None) -> Iterator[Stub]:
+    """``python -m kizen_sync.emulator`` in another process (plain HTTP)."""
+    port = free_port()
+    cmd = [sys.executable, "-m", "kizen_sync.emulator", "--port", str(port)]
+    cmd += ["--latency-ms", str(latency_ms)]
+    if rate_limit is not None:
+        cmd += ["--rate-limit", str(rate_limit)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    base_url = f"http://127.0.0.1:{port}"
     try:
-        _wait_ready(port)
-        yield f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            with contextlib.suppress(httpx.TransportError):
+                httpx.get(f"{base_url}/_emulator/knobs", timeout=1.0, trust_env=False)
+                break
+            time.sleep(0.05)
+        yield Stub(base_url, None)
     finally:
-        stop()
-        join()
+        proc.terminate()
+        proc.wait()
 
 
-# --- measurement ---------------------------------------------------------------------------
+def server(kind: str, latency_ms: int, rate_limit: float | None, tls: bool):
+    """The server of one scenario, in its own process."""
+    if kind == "emulator":
+        return emulator(latency_ms, rate_limit)
+    return stub_server(latency_ms, rate_limit, tls=tls)
 
 
 async def _seed(kizen: KizenClient, n: int, in_flight: int) -> list[str]:
@@ -145,42 +85,41 @@ async def _seed(kizen: KizenClient, n: int, in_flight: int) -> list[str]:
     return ids
 
 
-async def _patch_run(kizen: KizenClient, ids: list[str], total: int, in_flight: int) -> None:
-    counter = iter(range(total))
-
-    async def worker() -> None:
-        for i in counter:
-            entries = [{"name": "employees", "value": i}]
-            await kizen.patch_record("accounts", ids[i % len(ids)], entries)
-
-    await asyncio.gather(*(worker() for _ in range(in_flight)))
-
-
 async def scenario(
-    base_url: str, name: str, *, rate: float | None, records: int, requests: int, in_flight: int
+    stub: Stub,
+    name: str,
+    client: str,
+    *,
+    rate: float | None,
+    records: int,
+    requests: int,
+    in_flight: int,
 ) -> dict[str, object]:
+    """Seed ``records`` records, then time ``requests`` PATCHes of ``client``."""
     settings = ClientSettings(
-        base_url=base_url,
+        base_url=stub.base_url,
         api_key=API_KEY,
         user_id=USER_ID,
         business_id=BUSINESS_ID,
         requests_per_second=rate,
         max_in_flight=in_flight,
     )
+    if stub.ca_file is not None:
+        # KizenClient trusts what the environment names (trust_env), as a user would set it.
+        os.environ["SSL_CERT_FILE"] = stub.ca_file
     async with KizenClient(settings) as kizen:
         ids = await _seed(kizen, records, in_flight)
-        if rate is not None:
-            await asyncio.sleep(1.2)  # let the server's window forget the seeding
-        before = kizen.stats.as_dict()
-        cpu0, t0 = time.process_time(), time.perf_counter()
-        await _patch_run(kizen, ids, requests, in_flight)
-        elapsed, cpu = time.perf_counter() - t0, time.process_time() - cpu0
-        after = kizen.stats.as_dict()
-    sent = after["requests"] - before["requests"]
-    limited = after["rate_limited"] - before["rate_limited"]
+    if rate is not None:
+        await asyncio.sleep(1.2)  # let the server's window forget the seeding
+    cpu0, t0 = time.process_time(), time.perf_counter()
+    stats = await patch_loop(client, settings, ids, requests, stub.ssl_context())
+    elapsed, cpu = time.perf_counter() - t0, time.process_time() - cpu0
+    sent, limited = stats["requests"], stats["rate_limited"]
     ok = sent - limited
-    row = {
+    return {
         "scenario": name,
+        "client": client,
+        "tls": stub.base_url.startswith("https"),
         "limit_rps": rate,
         "in_flight": in_flight,
         "patches": requests,
@@ -190,14 +129,16 @@ async def scenario(
         "share_of_limit": round(ok / elapsed / rate, 3) if rate else None,
         "pct_429": round(100 * limited / sent, 3),
         "cpu_ms_per_request": round(1000 * cpu / sent, 3),
-        "pacing_wait_s": after["pacing_wait_s"],
+        "pacing_wait_s": stats["pacing_wait_s"],
     }
-    return row
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--server", choices=["emulator", "stub"], default="emulator")
+    parser.add_argument("--tls", action="store_true", help="HTTPS (stub server only)")
+    parser.add_argument("--client", choices=CLIENTS, action="append", help="repeatable")
+    parser.add_argument("--repeats", type=int, default=1, help="unlimited runs per client")
     parser.add_argument("--latency-ms", type=int, default=20)
     parser.add_argument("--records", type=int, default=2000)
     parser.add_argument("--in-flight", type=int, default=32)
@@ -206,25 +147,33 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--limits", type=float, nargs="*", default=[50.0, 200.0])
     parser.add_argument("--json", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
-    if (
-        args.server == "emulator"
-        and importlib.util.find_spec("kizen_sync.emulator.__main__") is None
-    ):
-        sys.exit("kizen_sync.emulator has no command line yet; use --server stub")
-
-    rows = []
-    plans: list[tuple[str, float | None, int, int]] = [
-        ("unlimited", None, args.records, args.requests)
+    if args.tls and args.server != "stub":
+        parser.error("--tls needs --server stub (the emulator serves plain HTTP)")
+    clients = args.client or ["kizen-sync"]
+    plans: list[tuple[str, str, float | None, int, int]] = [
+        ("unlimited", client, None, args.records, args.requests)
+        for _ in range(args.repeats)
+        for client in clients
     ]
-    for r in args.limits:
-        total = int(r * args.seconds)
-        plans.append((f"limit {r:g}/s", r, min(args.records, max(int(r), 20)), total))
-    for name, rate, records, total in plans:
+    if "kizen-sync" in clients:
+        for r in args.limits:
+            total = int(r * args.seconds)
+            records = min(args.records, max(int(r), 20))
+            plans.append((f"limit {r:g}/s", "kizen-sync", r, records, total))
+    load_start = load_average()
+    rows = []
+    for name, client, rate, records, total in plans:
         in_flight = args.in_flight if rate is None else max(4, min(args.in_flight, int(rate / 10)))
-        with server(args.server, args.latency_ms, rate) as base_url:
+        with server(args.server, args.latency_ms, rate, args.tls) as stub:
             row = asyncio.run(
                 scenario(
-                    base_url, name, rate=rate, records=records, requests=total, in_flight=in_flight
+                    stub,
+                    name,
+                    client,
+                    rate=rate,
+                    records=records,
+                    requests=total,
+                    in_flight=in_flight,
                 )
             )
         rows.append(row)
@@ -233,10 +182,12 @@ def main(argv: list[str] | None = None) -> None:
     args.json.parent.mkdir(parents=True, exist_ok=True)
     meta = {
         "server": args.server,
+        "tls": args.tls,
         "latency_ms": args.latency_ms,
         "httpx": httpx.__version__,
         "python": sys.version.split()[0],
         "cpus": os.cpu_count(),
+        "load_average": [load_start, load_average()],
     }
     args.json.write_text(json.dumps({"meta": meta, "results": rows}, indent=2) + "\n")
     print(f"wrote {args.json}")
@@ -245,8 +196,9 @@ def main(argv: list[str] | None = None) -> None:
 def _fmt(row: dict[str, object]) -> str:
     share = row["share_of_limit"]
     return (
-        f"{row['scenario']:<14} in_flight={row['in_flight']:<3} requests={row['requests']:<6} "
-        f"PATCH/s={row['patch_per_s']:<8} share={share if share is not None else '-':<6} "
+        f"{row['client']:<20} {row['scenario']:<14} in_flight={row['in_flight']:<3} "
+        f"requests={row['requests']:<6} PATCH/s={row['patch_per_s']:<8} "
+        f"share={share if share is not None else '-':<6} "
         f"429%={row['pct_429']:<6} cpu_ms/req={row['cpu_ms_per_request']}"
     )
 

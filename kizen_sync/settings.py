@@ -64,7 +64,7 @@ class ConnectionOptions(BaseModel):
         gt=0,
         le=1,
         description="Fraction of requests_per_second actually used: pacing at exactly a "
-        "server's limit meets its window edges and earns 429s (measured: 95 % gave none).",
+        "server's limit meets its window edges and earns 429s (figures: bench/README.md).",
     )
     burst: int | None = Field(
         default=None,
@@ -133,9 +133,8 @@ class ClientSettings(ConnectionOptions, BaseSettings):
         A token bucket lets ``burst + paced_rate`` requests into any one second. Fixed-window
         limits (DRF throttling, the emulator) count exactly that, so the burst must fit in the
         headroom ``requests_per_second - paced_rate``; half of it is used, the other half
-        absorbs requests bunching up on the way to the server. Measured (``python -m bench --only
-        throughput``, R = 1000/s, 20 ms): the earlier 0.1 s of quota (95 requests) let
-        1,045 requests into some windows and drew 33 429s per 10,000 updates.
+        absorbs requests bunching up on the way to the server. A deeper bucket lets more than
+        the limit into some windows and earns 429s (figures: ``bench/README.md``).
         """
         if self.burst is not None:
             return self.burst

@@ -9,6 +9,7 @@ headers or the query string, so no secret can leak through ``str(error)``.
 from __future__ import annotations
 
 import email.utils
+import ssl
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -206,11 +207,29 @@ def error_from_response(
 
 
 def error_from_transport(exc: httpx.TransportError, *, method: str, path: str) -> TransportError:
-    """A :class:`TransportError` for a timeout, refused or dropped connection."""
+    """A :class:`TransportError` for a timeout, refused or dropped connection.
+
+    A refused TLS handshake says why (untrusted certificate, host name mismatch): the
+    reason names the server and its certificate, never the request.
+    """
     kind = type(exc).__name__
-    return TransportError(
-        f"{kind}: no usable response", method=method, path=path, unsent=is_unsent(exc)
-    )
+    tls = _tls_reason(exc)
+    reason = f"TLS handshake failed: {tls}" if tls else "no usable response"
+    return TransportError(f"{kind}: {reason}", method=method, path=path, unsent=is_unsent(exc))
+
+
+def _tls_reason(exc: BaseException) -> str | None:
+    """The verification message of an :class:`ssl.SSLError` among the causes, if any."""
+    seen: set[int] = set()
+    cause: BaseException | None = exc
+    while cause is not None and id(cause) not in seen:
+        seen.add(id(cause))
+        if isinstance(cause, ssl.SSLCertVerificationError):
+            return f"certificate verify failed: {cause.verify_message}"
+        if isinstance(cause, ssl.SSLError):
+            return str(cause.reason or cause)
+        cause = cause.__cause__ or cause.__context__
+    return None
 
 
 def is_unsent(exc: httpx.TransportError) -> bool:

@@ -6,11 +6,11 @@ reliability-performance.md 3.4), the :class:`~kizen_sync.client.pacing.Pacer`, t
 and the tenacity retry policy. Endpoint methods live in :mod:`kizen_sync.client.client`.
 
 CPU per request is the client's ceiling on a 2-core machine (~1 ms budgeted per request,
-reliability-performance.md G5). Measured on a PATCH loop (32 in flight, emulator at 20 ms in
-its own process, machine shared with other jobs): 1.43-1.59 ms per request before, 0.72-0.90
-ms after these choices, each justified where it is made: the asyncio network backend and the
-cookie jar of :mod:`kizen_sync.client.transport`, absolute URLs, the tenacity-free first
-attempt (:meth:`Session.call`) and 4 requests per shard (:data:`SHARD_SIZE`).
+reliability-performance.md G5), so the hot path makes a few choices, each justified where it is
+made: the asyncio network backend (:mod:`kizen_sync.client.network`) and the cookie jar of
+:mod:`kizen_sync.client.transport`, absolute URLs, the tenacity-free first attempt
+(:meth:`Session.call`) and a few requests per shard (:data:`SHARD_SIZE`). What each one saves
+is measured in ``bench/README.md`` (client CPU per request).
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, wait_ran
 from kizen_sync.client.attempts import AttemptInfo, ClientStats, record_attempt
 from kizen_sync.client.classify import decode_body, error_from_response, error_from_transport
 from kizen_sync.client.pacing import Pacer, Sleep
-from kizen_sync.client.transport import LeanAsyncClient, make_transport
+from kizen_sync.client.transport import LeanAsyncClient, PoolTransport
 from kizen_sync.errors import (
     KizenAPIError,
     RateLimitedError,
@@ -44,10 +44,8 @@ __all__ = ["Session"]
 logger = logging.getLogger("kizen_sync.client")
 
 #: Requests in flight per httpx.AsyncClient before another shard is opened. httpcore scans
-#: every pooled connection on each request, so per-request CPU grows with the pool size.
-#: Measured (PATCH loop, emulator at 20 ms in another process, 2 shared cores, CPU ms per
-#: request at 16 / 32 / 48 in flight): 4 per shard 0.90 / 0.72-0.83 / 0.70, 8 per shard
-#: 0.90 / 0.84-1.01 / 0.76, 16 per shard 1.27 / 1.16 / 1.10; 2 per shard 0.84-0.93 at 32.
+#: every pooled connection on each request, so per-request CPU grows with the pool size;
+#: 4 was the cheapest of 2, 4, 8 and 16 at 16 to 48 in flight (bench/README.md).
 SHARD_SIZE = 4
 
 Params = Mapping[str, str | int | bool]
@@ -132,22 +130,22 @@ class Session:
                 settings.base_url,
             )
         limits = httpx.Limits(max_connections=per_shard, max_keepalive_connections=per_shard)
+        # One TLS context for every shard and proxy: building one loads the CA bundle.
+        ssl_context = httpx.create_ssl_context(
+            verify=settings.verify_tls, trust_env=settings.trust_env
+        )
         self._clients = [
             LeanAsyncClient(
                 base_url=settings.base_url,
                 headers=headers,
                 timeout=httpx.Timeout(settings.timeout_s, connect=settings.connect_timeout_s),
                 limits=limits,
-                verify=settings.verify_tls,
+                verify=ssl_context,
                 trust_env=settings.trust_env,
                 transport=transport,
                 mounts=None
                 if transport is not None
-                else {
-                    "all://": make_transport(
-                        verify=settings.verify_tls, trust_env=settings.trust_env, limits=limits
-                    )
-                },
+                else {"all://": PoolTransport(ssl_context=ssl_context, limits=limits)},
             )
             for _ in range(shards)
         ]
@@ -188,9 +186,9 @@ class Session:
         self.stats.calls += 1
         started = time.monotonic()
         # Fast path: the first attempt runs without tenacity. Building an AsyncRetrying and
-        # driving its iterator cost ~3 % of the client's CPU per call (py-spy, PATCH loop)
-        # for calls that almost always succeed at once; tenacity takes over on a retryable
-        # failure, with the first attempt's outcome and elapsed time carried in.
+        # driving its iterator costs CPU on every call, for calls that almost always succeed
+        # at once; tenacity takes over on a retryable failure, with the first attempt's
+        # outcome and elapsed time carried in.
         try:
             return await self._attempt(method, path, params, json, entries, 1)
         except KizenAPIError as exc:
@@ -256,7 +254,7 @@ class Session:
         result: Any = None
         try:
             # An absolute URL: httpx parses it once instead of parsing the relative path and
-            # then re-parsing it merged into base_url (~60 us per request measured here).
+            # then re-parsing it merged into base_url.
             response = await self._clients[shard].request(
                 method, self._base_url + path, params=params, json=body
             )
