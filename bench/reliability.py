@@ -31,15 +31,10 @@ from typing import Any
 from sqlalchemy import create_engine, text
 from sqlalchemy.exc import OperationalError
 
-from bench.reliability_badinput import CATALOGUE, BadInput, run_case
-from bench.reliability_harness import (
-    FLUSH_EVERY,
-    SCENARIOS,
-    CrashLoopResult,
-    FaultResult,
-    crash_loop,
-    fault_run,
-)
+from tests.support.bad_input import CATALOGUE, BadInput, run_case
+from tests.support.crash_analysis import FLUSH_EVERY, CrashLoopResult
+from tests.support.crash_loop import crash_loop
+from tests.support.faults import SCENARIOS, FaultResult, fault_run
 
 ROOT = Path(__file__).resolve().parents[1]
 PG_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
@@ -355,7 +350,7 @@ def render_markdown(report: Report) -> str:
         "row (`success`/`failed`), it is the last one, every earlier row is `retry`, and the "
         "run audited exactly `planned + noop` records. Killed runs may miss terminal rows but "
         "never have two. Across the killed-and-resumed change run each record succeeds once.",
-        "- **Fault runs** (`bench/reliability_harness.py: fault_run`): sync N contacts "
+        "- **Fault runs** (`tests/support/faults.py: fault_run`): sync N contacts "
         "(e-mail identifier, first name, dynamic tags in managed mode, an option field), then "
         "rounds of mixed changes (30 % creates, 30 % scalar updates, 25 % tag add/remove, "
         "15 % deletions). The emulator's fault knobs are on for every run of a round; when a "
@@ -363,10 +358,11 @@ def render_markdown(report: Report) -> str:
         "would. Faults are counted by the emulator's request log (`request_log.faults()`). "
         "Client: 8 in flight, backoff 20 ms-0.5 s, Retry-After honoured (capped at 2 s), "
         "timeout 2 s (0.2 s in the slow scenarios, against 600 ms slow answers). In the 429 "
-        "storm (40 requests/s allowed, 8 workers unpaced) at most one 429 per worker per second "
-        "is allowed: ignoring Retry-After (cap 0 s) gave 1,957 429s instead of about 50 on the "
-        "same seed.",
-        "- **Crash loop** (`crash_loop`): N contacts are synced in-process; the source then "
+        "storm (40 requests/s allowed, 8 workers unpaced) every retry after a 429 must have "
+        "waited at least the Retry-After (1 s), by the audit's attempt timestamps: ignoring "
+        "Retry-After (cap 0 s) gave 1,957 429s instead of about 50 on the same seed.",
+        "- **Crash loop** (`tests/support/crash_loop.py: crash_loop`): N contacts are synced "
+        "in-process; the source then "
         "gets the change mix above; `kizen-sync run --config ...` (the CLI, in a subprocess) "
         "is killed with SIGKILL at a seeded moment (after a seeded number of writes seen by "
         "the emulator, or a seeded delay from process start, which on this machine often "
@@ -379,7 +375,7 @@ def render_markdown(report: Report) -> str:
         "nothing applied is forgotten), bounded by the in-flight window: "
         f"`max_in_flight + 2 x flush batch` = 8 + 2 x {FLUSH_EVERY} = "
         f"{8 + 2 * FLUSH_EVERY} (the batch being committed plus the one filling up).",
-        "- **Bad input** (`bench/reliability_badinput.py`): each class builds its situation "
+        "- **Bad input** (`tests/support/bad_input/`): each class builds its situation "
         "against the in-process emulator and a SQLite warehouse, first syncing good rows, and "
         "asserts what the user sees (message names the row key, column and field, or the "
         "config key) and that nothing already synced is lost.",
@@ -403,7 +399,7 @@ def render_markdown(report: Report) -> str:
         f"{sizes.crash_changes} changes, {sizes.crashes} kills.",
         "- Reproduce: `python -m bench.reliability` (full, writes this file) or "
         "`python -m bench.reliability --quick --out /tmp/r.md`; one scenario: "
-        '`python -c "from bench.reliability_harness import *; '
+        '`python -c "from tests.support.faults import *; '
         "print(fault_run(SCENARIOS['drops'], seed=101, records=500, rounds=3, "
         "warehouse_url='sqlite:////tmp/w.db').ok)\"`.",
         "- CI runs the reduced set in `tests/reliability` (about 90 s): each fault scenario "

@@ -1,4 +1,4 @@
-"""Bad input, one parametrised test per class (the catalogue lives in bench.reliability_badinput).
+"""Bad input, one parametrised test per class (the catalogue lives in tests.support.bad_input).
 
 Each case asserts what a user sees (an error before any write, or one failed record whose
 message names the row, column and field) and that nothing already synced is lost. The same
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import pytest
 
-from bench.reliability_badinput import CATALOGUE, ERROR, FAILS, SYNCED, BadInput, run_case
+from tests.support.bad_input import CATALOGUE, ERROR, FAILS, SYNCED, BadInput, run_case
 
 #: Classes the issue asks for by name; each must be in the catalogue.
 REQUIRED = {

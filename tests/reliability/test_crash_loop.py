@@ -18,7 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from bench.reliability_harness import CrashLoopResult, crash_loop
+from tests.support.crash_analysis import CrashLoopResult
+from tests.support.crash_loop import crash_loop
 
 
 def _explain(result: CrashLoopResult) -> str:

@@ -16,23 +16,14 @@ from pathlib import Path
 import httpx
 import pytest
 
-from bench.reliability_harness import (
-    SCENARIOS,
-    SYNC,
-    FaultResult,
-    Verdict,
-    audit_problems,
-    compare,
-    email_of,
-    fault_run,
-    initial_rows,
-    serve,
-    sync_spec,
-)
 from kizen_sync.config import parse_config
 from kizen_sync.emulator import Emulator
 from kizen_sync.models import AttemptRecord, Outcome, RunCounts, RunReport
 from kizen_sync.warehouse import StateStore, Warehouse
+from tests.support.faults import SCENARIOS, FaultResult, fault_run
+from tests.support.journal import serve
+from tests.support.people import SYNC, email_of, initial_rows, sync_spec
+from tests.support.verdict import Verdict, audit_problems, compare
 
 RECORDS = 200
 #: scenario -> (seed, the fault kinds that must have fired)
@@ -72,10 +63,10 @@ def test_fault_run_converges_without_loss_or_duplicates(name: str, tmp_path: Pat
     if name == "5xx-next-run":
         assert result.next_run_retries > 0  # in-run retries were not enough on purpose
     if name == "429-storm":
-        # Retry-After (1 s) honoured: each of the 8 workers meets at most about one 429 per
-        # second. Retrying on the 20-500 ms backoff instead would meet several per second.
-        assert result.retry_after_honoured, dict(result.faults)
-        assert result.faults["throttled"] <= 8 * (result.seconds + 1)
+        # Retry-After (1 s) honoured: every retry after a 429 waited at least that long (audit
+        # timestamps). Retrying on the 20-500 ms backoff instead would wait less.
+        assert result.waits_after_429, "no retry after a 429 was audited"
+        assert result.retry_after_honoured, min(result.waits_after_429)
 
 
 @pytest.mark.postgres

@@ -31,14 +31,6 @@ from dagster._serdes import serialize_value
 from pydantic import SecretStr
 from sqlalchemy import event, inspect, text
 
-from bench.reliability_harness import (
-    SYNC,
-    cli_command,
-    initial_rows,
-    project_dict,
-    serve,
-    write_rows,
-)
 from dagster_project.build import build_definitions
 from kizen_sync import mapping
 from kizen_sync.client import ClientSettings, KizenClient
@@ -48,6 +40,9 @@ from kizen_sync.emulator import Emulator
 from kizen_sync.engine import SyncRunner
 from kizen_sync.errors import AuthenticationError, SourceError, TransportError
 from kizen_sync.warehouse import Source, Warehouse
+from tests.support.crash_loop import cli_command
+from tests.support.journal import serve
+from tests.support.people import SYNC, initial_rows, project_dict, write_rows
 
 CANARY = "canary-kz-7Q2x9LmB4vRt-SECRET"
 
