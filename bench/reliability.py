@@ -16,6 +16,7 @@ broke, so the command can gate a release.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import platform
 import sys
@@ -35,9 +36,9 @@ from tests.support.bad_input import CATALOGUE, BadInput, run_case
 from tests.support.crash_analysis import FLUSH_EVERY, CrashLoopResult
 from tests.support.crash_loop import crash_loop
 from tests.support.faults import SCENARIOS, FaultResult, fault_run
+from tests.support.postgres import PG_URL, owned_schema
 
 ROOT = Path(__file__).resolve().parents[1]
-PG_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 
 
 @dataclass(frozen=True)
@@ -166,28 +167,17 @@ def _pg_ready() -> bool:
         engine.dispose()
 
 
-def _pg_schema(create: bool, name: str) -> None:
-    engine = create_engine(PG_URL)
-    try:
-        with engine.begin() as conn:
-            if create:
-                conn.execute(text(f'CREATE SCHEMA "{name}"'))
-            else:
-                conn.execute(text(f'DROP SCHEMA IF EXISTS "{name}" CASCADE'))
-    finally:
-        engine.dispose()
-
-
 def run_faults(sizes: Sizes, workdir: Path, pg: bool, say: Any) -> list[FaultResult]:
     """Every scenario for every seed; ``mixed`` on PostgreSQL when it is reachable."""
     results = []
     for seed in sizes.fault_seeds:
         for name, scenario in SCENARIOS.items():
-            url, schema = f"sqlite:///{workdir / f'faults-{name}-{seed}.db'}", None
-            if name == "mixed" and pg:
-                url, schema = PG_URL, f"rel_{seed}_{int(time.time())}"
-                _pg_schema(True, schema)
-            try:
+            with contextlib.ExitStack() as stack:
+                url, schema = f"sqlite:///{workdir / f'faults-{name}-{seed}.db'}", None
+                if name == "mixed" and pg:
+                    # Owned by this process: dropped at the end, or swept by the test suite
+                    # if this process is killed first.
+                    url, schema = PG_URL, stack.enter_context(owned_schema(PG_URL))
                 result = fault_run(
                     scenario,
                     seed=seed,
@@ -196,9 +186,6 @@ def run_faults(sizes: Sizes, workdir: Path, pg: bool, say: Any) -> list[FaultRes
                     warehouse_url=url,
                     state_schema=schema,
                 )
-            finally:
-                if schema:
-                    _pg_schema(False, schema)
             verdicts = " | ".join(v.summary() for v in result.verdicts)
             say(
                 f"  {name:<13} seed {seed:<4} {result.warehouse:<10} {result.changes:>5} changes "

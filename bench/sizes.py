@@ -1,4 +1,4 @@
-"""How big each part of the bench is: the full run and the ``--quick`` run used by CI.
+"""How big each part of the bench is: the full run, ``--quick`` and the ``--smoke`` test size.
 
 Sizes live in one place so that the README, the JSON and the table always agree on what was
 measured. The full sizes follow the issue: ~10 s per throughput setting (N = 10 x R, capped),
@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
-__all__ = ["FULL", "QUICK", "Sizes"]
+__all__ = ["FULL", "QUICK", "SMOKE", "Sizes"]
 
 
 @dataclass(frozen=True)
@@ -18,7 +18,7 @@ class Sizes:
     """One bench profile.
 
     Attributes:
-        name: ``full`` or ``quick``.
+        name: ``full``, ``quick`` or ``smoke``.
         rates: server rate limits R to measure (``None`` = no limit).
         seconds_per_rate: intended length of one throughput setting; N = R x this.
         max_rows: cap on N per throughput setting (and N for the no-limit setting).
@@ -31,6 +31,9 @@ class Sizes:
         peer_latency_ms: emulator latency of the side-by-side part (bounds the naive script).
         peer_churn: fraction of ``peer_rows`` updated before the incremental run.
         client_only: also measure the client alone for each rate.
+        isolated: run each measurement in a fresh worker process, so that its CPU time and
+            peak memory are its own; ``False`` runs them in the bench's process (smoke size:
+            the figures mean nothing there, only that every part runs end to end).
     """
 
     name: str
@@ -45,6 +48,7 @@ class Sizes:
     peer_latency_ms: float
     peer_churn: float
     client_only: bool = True
+    isolated: bool = True
 
     def rows_for(self, rate: float | None) -> int:
         """N for one throughput setting: ~``seconds_per_rate`` of work, capped."""
@@ -84,4 +88,21 @@ QUICK = Sizes(
     peer_latency_ms=0.0,
     peer_churn=0.02,
     client_only=False,
+)
+
+#: What the test suite runs (``tests/bench``): every part end to end on tiny data, in seconds.
+SMOKE = Sizes(
+    name="smoke",
+    rates=(200.0,),
+    seconds_per_rate=0.25,
+    max_rows=50,
+    latency_ms=0.0,
+    request_rows=20,
+    diff_rows=500,
+    churn=0.02,
+    peer_rows=50,
+    peer_latency_ms=0.0,
+    peer_churn=0.04,
+    client_only=False,
+    isolated=False,
 )

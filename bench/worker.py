@@ -15,7 +15,7 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-__all__ = ["TASKS", "main"]
+__all__ = ["TASKS", "main", "resolve"]
 
 #: task name -> "module:function"; each function takes the params dict and returns a dict.
 TASKS: dict[str, str] = {
@@ -28,7 +28,8 @@ TASKS: dict[str, str] = {
 }
 
 
-def _resolve(task: str) -> Callable[[dict[str, Any]], dict[str, Any]]:
+def resolve(task: str) -> Callable[[dict[str, Any]], dict[str, Any]]:
+    """The function behind ``task`` (imported on first use)."""
     target = TASKS.get(task)
     if target is None:
         raise SystemExit(f"unknown task {task!r}; known: {', '.join(sorted(TASKS))}")
@@ -42,7 +43,7 @@ def main(argv: list[str] | None = None) -> None:
     if len(args) != 1:
         raise SystemExit("usage: python -m bench.worker TASK  (JSON params on stdin)")
     params = json.loads(sys.stdin.read() or "{}")
-    result = _resolve(args[0])(params)
+    result = resolve(args[0])(params)
     sys.stdout.write("\n" + json.dumps(result, default=str) + "\n")
     sys.stdout.flush()
 

@@ -1,8 +1,11 @@
-"""Shared fixtures: throwaway SQLite files and PostgreSQL schemas, and result builders."""
+"""Shared fixtures: throwaway SQLite files and PostgreSQL schemas, and result builders.
+
+Every PostgreSQL object a test creates is owned by this process and dropped by a finalizer
+(after a failure too); a session fixture sweeps what killed runs left (``tests.support.postgres``).
+"""
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -10,13 +13,33 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, settings
 from sqlalchemy import create_engine, text
 from sqlalchemy.exc import OperationalError
 
 from kizen_sync.models import AttemptRecord, Operation, Outcome, PlannedOp, RecordResult
 from kizen_sync.warehouse import Warehouse
+from tests.support.postgres import PG_URL, owned_schema, sweep_stale
 
-PG_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+# Property tests are judged by their examples, never by the clock: no per-example deadline
+# and no "generation too slow" health check, which a busy machine would trip.
+settings.register_profile("kizen", deadline=None, suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile("kizen")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _sweep_stale_postgres() -> Iterator[None]:
+    """Drop databases and schemas left by test or bench runs that were killed outright."""
+
+    def sweep() -> None:
+        try:
+            sweep_stale()
+        except OperationalError:
+            pass  # no server: the tests that need one skip with the reason
+
+    sweep()
+    yield
+    sweep()
 
 
 @pytest.fixture
@@ -42,16 +65,8 @@ def pg_url() -> str:
 @pytest.fixture
 def pg_schema(pg_url: str) -> Iterator[str]:
     """A fresh schema, dropped with everything in it after the test."""
-    name = f"t_{uuid.uuid4().hex[:12]}"
-    engine = create_engine(pg_url)
-    with engine.begin() as conn:
-        conn.execute(text(f'CREATE SCHEMA "{name}"'))
-    try:
+    with owned_schema(pg_url) as name:
         yield name
-    finally:
-        with engine.begin() as conn:
-            conn.execute(text(f'DROP SCHEMA "{name}" CASCADE'))
-        engine.dispose()
 
 
 @dataclass

@@ -15,7 +15,7 @@ from typing import Any
 
 from bench import fixtures
 from bench.context import Context
-from bench.proc import run_worker, start_emulator
+from bench.proc import start_emulator
 from bench.report import Section, Target
 
 __all__ = ["DIFF", "NOCHANGE", "run"]
@@ -27,8 +27,10 @@ SYNC = "big"
 RSS_LIMIT_MIB = 256.0
 
 
-def _best(task: str, params: dict[str, Any], key: str, repeats: int) -> dict[str, Any]:
-    runs = [run_worker(task, params, timeout_s=900) for _ in range(repeats)]
+def _best(
+    ctx: Context, task: str, params: dict[str, Any], key: str, repeats: int
+) -> dict[str, Any]:
+    runs = [ctx.worker(task, params, timeout_s=900) for _ in range(repeats)]
     best = min(runs, key=lambda r: r[key])
     best["all_s"] = [round(r[key], 3) for r in runs]
     best["peak_rss_mib"] = max(r["peak_rss_mib"] or 0.0 for r in runs)
@@ -39,7 +41,7 @@ def _nochange(ctx: Context, engine: str, url: str) -> dict[str, Any]:
     project = fixtures.project_dict(url, [fixtures.sync_dict(TABLE, name=SYNC)])
     with start_emulator(latency_ms=ctx.sizes.latency_ms) as emu:
         emu.reset_log()
-        result = run_worker(
+        result = ctx.worker(
             "runner_run",
             {"project": project, "sync": SYNC, "base_url": emu.base_url},
             timeout_s=900,
@@ -59,9 +61,9 @@ def _nochange(ctx: Context, engine: str, url: str) -> dict[str, Any]:
 
 def _diff(ctx: Context, engine: str, url: str, repeats: int) -> dict[str, Any]:
     sync = fixtures.sync_dict(TABLE, name=SYNC)
-    diff = _best("diff", {"url": url, "sync": sync}, "diff_s", repeats)
-    stream = _best("scan", {"url": url, "table": TABLE, "mode": "stream"}, "scan_s", repeats)
-    agg = _best("scan", {"url": url, "table": TABLE, "mode": "aggregate"}, "scan_s", repeats)
+    diff = _best(ctx, "diff", {"url": url, "sync": sync}, "diff_s", repeats)
+    stream = _best(ctx, "scan", {"url": url, "table": TABLE, "mode": "stream"}, "scan_s", repeats)
+    agg = _best(ctx, "scan", {"url": url, "table": TABLE, "mode": "aggregate"}, "scan_s", repeats)
     counts = diff["counts"]
     return {
         "setting": engine,

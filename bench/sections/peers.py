@@ -19,7 +19,7 @@ from typing import Any
 
 from bench import fixtures
 from bench.context import Context
-from bench.proc import EmulatorProcess, run_worker, start_emulator
+from bench.proc import EmulatorProcess, start_emulator
 from bench.report import Section, Target
 
 __all__ = ["NAME", "run"]
@@ -42,13 +42,13 @@ def _one(ctx: Context, emu: EmulatorProcess, tool: str, phase: str) -> dict[str,
     common = {"url": ctx.pg_url, "table": TABLE, "base_url": emu.base_url}
     emu.reset_log()
     if tool == "naive script":
-        result = run_worker("naive", common, timeout_s=timeout)
+        result = ctx.worker("naive", common, timeout_s=timeout)
     elif tool == "dlt pipeline":
         dlt_dir = {"pipelines_dir": str(ctx.tmp / "dlt"), "pipeline_name": "kizen_bench"}
-        result = run_worker("dlt", {**common, **dlt_dir}, timeout_s=timeout)
+        result = ctx.worker("dlt", {**common, **dlt_dir}, timeout_s=timeout)
     else:
         project = fixtures.project_dict(ctx.pg_url, [fixtures.sync_dict(TABLE, name="peer")])
-        result = run_worker(
+        result = ctx.worker(
             "runner_run",
             {"project": project, "sync": "peer", "base_url": emu.base_url},
             timeout_s=timeout,

@@ -20,7 +20,7 @@ from sqlalchemy import create_engine, text
 
 from bench import fixtures
 from bench.context import Context
-from bench.proc import EmulatorProcess, run_worker, start_emulator
+from bench.proc import EmulatorProcess, start_emulator
 from bench.report import Section, Target
 
 __all__ = ["NAME", "run"]
@@ -98,7 +98,7 @@ def _measure(
     ctx: Context, emu: EmulatorProcess, project: dict[str, Any], sync: str, label: str
 ) -> dict[str, Any]:
     emu.reset_log()
-    result = run_worker(
+    result = ctx.worker(
         "runner_run",
         {"project": project, "sync": sync, "base_url": emu.base_url, "in_flight": 16},
         timeout_s=300,

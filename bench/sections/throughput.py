@@ -21,7 +21,7 @@ from typing import Any
 
 from bench import fixtures
 from bench.context import Context
-from bench.proc import EmulatorProcess, run_worker, start_emulator
+from bench.proc import EmulatorProcess, start_emulator
 from bench.report import Section, Target
 
 __all__ = ["NAME", "run"]
@@ -88,7 +88,7 @@ def _measure_rate(ctx: Context, index: int, rate: float | None) -> list[dict[str
         base = {"base_url": emu.base_url, "rate": rate, "in_flight": in_flight}
         emu.reset_log()
         cpu0 = emu.cpu_s()
-        result = run_worker(
+        result = ctx.worker(
             "runner_run", {**base, "project": project, "sync": table}, timeout_s=timeout
         )
         total, limited = _log_totals(emu)
@@ -103,7 +103,7 @@ def _measure_rate(ctx: Context, index: int, rate: float | None) -> list[dict[str
             time.sleep(1.2)  # let the emulator's one-second window forget the run
             emu.reset_log()
             cpu0 = emu.cpu_s()
-            result = run_worker("client_patch", {**base, "rows": rows}, timeout_s=timeout)
+            result = ctx.worker("client_patch", {**base, "rows": rows}, timeout_s=timeout)
             total, limited = _log_totals(emu)
             out.append(
                 _row(

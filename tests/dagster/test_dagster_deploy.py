@@ -3,46 +3,40 @@
 from __future__ import annotations
 
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 
 import dagster as dg
 import pytest
 from dagster_world import Project
 from sqlalchemy import create_engine, text
-from sqlalchemy.exc import OperationalError
 
 from kizen_sync.demo import seed_warehouse
 from kizen_sync.emulator import Emulator
+from tests.support.postgres import owned_database, url_of
 
 DEPLOY_CONFIG = Path(__file__).parents[2] / "deploy" / "dagster.yaml"
-SERVER_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
-DAGSTER_PG_URL = "postgresql+psycopg2://postgres@127.0.0.1:5432/dagster_test"
 
 
 @pytest.fixture
-def pg_dagster_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """$DAGSTER_HOME holding deploy/dagster.yaml as is, its URL pointed at `dagster_test`."""
-    engine = create_engine(SERVER_URL, isolation_level="AUTOCOMMIT")
-    try:
-        with engine.connect() as conn:
-            exists = conn.execute(
-                text("SELECT 1 FROM pg_database WHERE datname = 'dagster_test'")
-            ).scalar()
-            if not exists:
-                conn.execute(text("CREATE DATABASE dagster_test"))
-    except OperationalError as exc:
-        pytest.skip(f"PostgreSQL not reachable: {exc.orig}")
-    finally:
-        engine.dispose()
+def dagster_pg_url(pg_url: str) -> Iterator[str]:
+    """A database of this test for Dagster's storage, dropped afterwards (psycopg2 URL)."""
+    with owned_database("dagster", pg_url) as name:
+        yield url_of(name, driver="psycopg2")
+
+
+@pytest.fixture
+def pg_dagster_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, dagster_pg_url: str) -> Path:
+    """$DAGSTER_HOME holding deploy/dagster.yaml as is, its URL pointed at the test's database."""
     shutil.copy(DEPLOY_CONFIG, tmp_path / "dagster.yaml")
     monkeypatch.setenv("DAGSTER_HOME", str(tmp_path))
-    monkeypatch.setenv("DAGSTER_PG_URL", DAGSTER_PG_URL)
+    monkeypatch.setenv("DAGSTER_PG_URL", dagster_pg_url)
     return tmp_path
 
 
 @pytest.mark.postgres
 def test_a_sync_run_is_recorded_in_postgres(
-    pg_dagster_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    pg_dagster_home: Path, dagster_pg_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     emulator = Emulator.demo()
     monkeypatch.setenv("KIZEN_API_KEY", emulator.credentials[0])
@@ -61,7 +55,7 @@ def test_a_sync_run_is_recorded_in_postgres(
     finally:
         instance.dispose()
         emulator.close()
-    engine = create_engine(DAGSTER_PG_URL)
+    engine = create_engine(dagster_pg_url)
     try:
         with engine.connect() as conn:
             stored = conn.execute(

@@ -103,8 +103,8 @@ def crash_loop(
     crashes: int,
     max_in_flight: int = 8,
     latency_ms: float = 5.0,
-    segment_timeout_s: float = 60.0,
-    final_timeout_s: float = 180.0,
+    segment_timeout_s: float = 240.0,
+    final_timeout_s: float = 600.0,
 ) -> CrashLoopResult:
     """One change run of ``changes`` changes, killed ``crashes`` times, then run to the end.
 
