@@ -7,7 +7,8 @@ and map to exit statuses a scheduler can act on:
 ====  ==================================================================
 0     every sync succeeded (or the command only reads)
 1     a run failed (failed records above ``failure_threshold``), or Kizen refused us
-2     the sync file is invalid, or a guard stopped a run before any write
+2     the sync file is invalid, or a guard stopped a run
+3     another run holds the sync (its lease); this run sent nothing
 ====  ==================================================================
 
 The API key is read from the environment by the runner and never printed.
@@ -26,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from kizen_sync.errors import ConfigError, GuardError, KizenSyncError
+from kizen_sync.errors import ConfigError, GuardError, KizenSyncError, LeaseHeldError
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -39,6 +40,7 @@ __all__ = ["cli", "main"]
 
 EXIT_FAILED = 1
 EXIT_CONFIG = 2
+EXIT_BUSY = 3
 
 #: Commands that live in optional or heavy modules, imported only when invoked, so that
 #: ``kizen-sync --help`` and the sync commands never load the emulator's web server (an
@@ -111,6 +113,8 @@ def _err() -> Console:
 
 
 def _exit_code(error: KizenSyncError) -> int:
+    if isinstance(error, LeaseHeldError):
+        return EXIT_BUSY
     return EXIT_CONFIG if isinstance(error, ConfigError | GuardError) else EXIT_FAILED
 
 
@@ -233,6 +237,13 @@ config_option = click.option(
 sync_option = click.option(
     "--sync", "-s", "syncs", multiple=True, help="Sync to work on (repeatable); default: all."
 )
+wait_option = click.option(
+    "--wait",
+    "wait_s",
+    type=click.FloatRange(min=0),
+    help="Seconds to wait while another run holds the sync (default: warehouse.lease.wait_s, "
+    "0); exit 3 when it still does.",
+)
 
 
 @cli.command()
@@ -240,11 +251,18 @@ sync_option = click.option(
 @sync_option
 @click.option("--full-refresh", is_flag=True, help="Compare and send every field of every row.")
 @click.option("--max-records", type=click.IntRange(min=1), help="Cap on writes this run.")
-def run(config: Path, syncs: tuple[str, ...], full_refresh: bool, max_records: int | None) -> None:
+@wait_option
+def run(
+    config: Path,
+    syncs: tuple[str, ...],
+    full_refresh: bool,
+    max_records: int | None,
+    wait_s: float | None,
+) -> None:
     """Plan, guard and apply the syncs; exit 1 when a run fails."""
     from kizen_sync.models import RunOptions
 
-    options = RunOptions(full_refresh=full_refresh, max_records=max_records)
+    options = RunOptions(full_refresh=full_refresh, max_records=max_records, lease_wait_s=wait_s)
     with _runner(config) as runner:
         names = _sync_names(runner, syncs)
         reports, code = _each_sync(
@@ -257,16 +275,16 @@ def run(config: Path, syncs: tuple[str, ...], full_refresh: bool, max_records: i
 @cli.command()
 @config_option
 @sync_option
-def retry(config: Path, syncs: tuple[str, ...]) -> None:
+@wait_option
+def retry(config: Path, syncs: tuple[str, ...], wait_s: float | None) -> None:
     """Re-send only the records whose last attempt failed."""
     from kizen_sync.models import RunOptions
 
+    options = RunOptions(only_failed=True, lease_wait_s=wait_s)
     with _runner(config) as runner:
         names = _sync_names(runner, syncs)
         reports, code = _each_sync(
-            runner,
-            names,
-            lambda name: run_with_progress(runner, name, RunOptions(only_failed=True)),
+            runner, names, lambda name: run_with_progress(runner, name, options)
         )
     _print_reports(reports)
     raise SystemExit(code)

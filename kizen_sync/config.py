@@ -42,6 +42,7 @@ __all__ = [
     "FieldMapping",
     "IdentityConfig",
     "KizenConfig",
+    "LeaseConfig",
     "PartitionConfig",
     "ProjectConfig",
     "SourceConfig",
@@ -81,6 +82,23 @@ class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+class LeaseConfig(_Model):
+    """The run lease: one run per sync at a time, held in the warehouse."""
+
+    wait_s: float = Field(
+        default=0.0,
+        ge=0,
+        description="How long a run waits for another run of the same sync to finish before "
+        "it stops with exit status 3 (the CLI's --wait overrides it).",
+    )
+    ttl_s: float = Field(
+        default=60.0,
+        ge=1,
+        description="A lease not renewed for this long belongs to a dead run and may be "
+        "taken over (warehouses without advisory locks); renewed every ttl_s / 4.",
+    )
+
+
 class WarehouseConfig(_Model):
     """Where the source rows live, and where kizen-sync keeps its state and audit tables."""
 
@@ -91,6 +109,7 @@ class WarehouseConfig(_Model):
         default=None, description="Schema for state/audit tables (PostgreSQL); default: the URL's."
     )
     table_prefix: str = Field(default="kizen_sync_", description="Prefix of state/audit tables.")
+    lease: LeaseConfig = Field(default_factory=LeaseConfig)
     _url_as_written: str | None = PrivateAttr(default=None)
 
     @property

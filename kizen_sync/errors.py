@@ -8,7 +8,11 @@ one of three families, which tell the caller what to do next::
     │   ├── ConfigError                 sync file invalid; ``problems`` lists every (key, message)
     │   ├── SourceError                 warehouse query failed, unknown table/column, bad keys
     │   ├── StateStoreError             state/audit tables unusable
-    │   ├── GuardError                  a pre-flight guard stopped the run before any write
+    │   ├── GuardError                  a guard stopped the run (before its first write, or
+    │   │                               mid-apply when what it sends exceeds the budget)
+    │   ├── LeaseError                  the sync's run lease (one run per sync at a time)
+    │   │   ├── LeaseHeldError          another run holds the sync (names it and since when)
+    │   │   └── LeaseLostError          this run lost its lease and stopped sending
     │   └── AuthenticationError         401/403 from Kizen (``PermissionDeniedError`` for 403)
     ├── RetryableError                  transient: retried in-run, then left for the next run
     │   ├── RateLimitedError            429; ``retry_after`` seconds when Kizen said so
@@ -18,7 +22,10 @@ one of three families, which tell the caller what to do next::
         ├── MappingError                a value could not be coerced before any request
         ├── KizenValidationError        400 with Kizen's per-field messages
         ├── NotFoundError               404 (record deleted/archived in Kizen, or invisible)
-        └── ConflictError               409 (concurrent write/archive, identifier conflict)
+        ├── ConflictError               409 (concurrent write/archive, identifier conflict)
+        ├── IdentityCollisionError      two source rows would write one Kizen record
+        └── RowStateError               a row or its state cannot be read (bad bytes, corrupt
+                                        state row): that record fails, the run goes on
 
 API errors also derive from :class:`KizenAPIError`, which carries ``status``, ``method``,
 ``path`` (never the query string nor any header), ``request_id`` and Kizen's ``body``.
@@ -40,14 +47,19 @@ __all__ = [
     "FatalError",
     "FieldError",
     "GuardError",
+    "IdentityCollisionError",
     "KizenAPIError",
     "KizenSyncError",
     "KizenValidationError",
+    "LeaseError",
+    "LeaseHeldError",
+    "LeaseLostError",
     "MappingError",
     "NotFoundError",
     "PermissionDeniedError",
     "RateLimitedError",
     "RetryableError",
+    "RowStateError",
     "ServerError",
     "SkippableError",
     "SourceError",
@@ -144,7 +156,31 @@ class StateStoreError(FatalError):
 
 
 class GuardError(FatalError):
-    """A pre-flight guard (mass archive, reject rate) stopped the run before any request."""
+    """A guard (mass archive, reject rate) stopped the run.
+
+    Before any request, or during the apply when what was actually sent reached the guard's
+    budget.
+    """
+
+
+class LeaseError(FatalError):
+    """The run lease of a sync (one run per sync at a time, held in the warehouse)."""
+
+
+class LeaseHeldError(LeaseError):
+    """Another run holds the sync; this run sent nothing.
+
+    Attributes (``context``): ``sync``, ``holder_run_id``, ``holder`` (host and pid),
+    ``since`` (when that run took the lease), ``waited_s``.
+    """
+
+
+class LeaseLostError(LeaseError):
+    """The run lost its lease and stopped sending.
+
+    No renewal in time, or its lock connection closed: a run that took the sync over must
+    never be overwritten.
+    """
 
 
 # --- Kizen API ------------------------------------------------------------------------------
@@ -261,6 +297,22 @@ class NotFoundError(KizenAPIError, SkippableError):
 
 class ConflictError(KizenAPIError, SkippableError):
     """409: a concurrent write/archive, or an identifier held by another record."""
+
+
+class IdentityCollisionError(SkippableError):
+    """Two source rows would write the same Kizen record; nothing is sent for either.
+
+    Attributes (``context``): ``source_key``, ``others`` (the other rows' keys),
+    ``identifier`` (the match key or Kizen id they share), ``kizen_id`` when known.
+    """
+
+
+class RowStateError(SkippableError):
+    """A row, or the state kept for it, cannot be read: bytes that are not valid UTF-8, a
+    corrupt ``sync_state`` row. The record fails; the rest of the sync goes on.
+
+    Attributes (``context``): ``source_key``, ``column`` (source column or state column).
+    """
 
 
 # --- mapping ----------------------------------------------------------------------------------

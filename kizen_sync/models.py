@@ -204,6 +204,7 @@ class RunOptions:
     partition: Partition | None = None
     only_failed: bool = False  # `kizen-sync retry`: re-send only open failures
     run_id: str | None = None  # defaults to a new UUID; Dagster passes its run id
+    lease_wait_s: float | None = None  # wait for another run of the sync; None: the file's
 
 
 @dataclass

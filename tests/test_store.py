@@ -395,3 +395,39 @@ def test_kizen_messages_that_echo_a_sensitive_value_in_another_spelling_are_scru
     assert "12.5" not in dumped
     (row,) = store.audit_rows("r1")
     assert json.loads(row["changed_fields"]) == {"email": "[redacted]", "score": "[redacted]"}
+
+
+@pytest.mark.postgres
+def test_two_flushes_of_the_same_keys_in_opposite_orders_never_deadlock(
+    pg_url: str, pg_schema: str, result: Make
+) -> None:
+    # Two runs' flushes used to lock the same state rows in their own order: PostgreSQL
+    # then killed one of them with "deadlock detected". Rows go in key order now.
+    warehouse = Warehouse(pg_url, state_schema=pg_schema)
+    store = StateStore(warehouse)
+    store.ensure_schema()
+    keys = [f"{i:05d}" for i in range(2000)]
+    errors: list[BaseException] = []
+    try:
+        for round_no in range(5):
+            start = threading.Barrier(2)
+
+            def flush(order: list[str], tag: str) -> None:
+                batch = [result(k, fingerprint=tag, values={"n": tag}) for k in order]
+                start.wait()
+                try:
+                    store.record_results(f"run-{tag}", "s", None, batch)
+                except StateStoreError as exc:
+                    errors.append(exc)
+
+            threads = [
+                threading.Thread(target=flush, args=(keys, f"a{round_no}")),
+                threading.Thread(target=flush, args=(keys[::-1], f"b{round_no}")),
+            ]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join()
+    finally:
+        warehouse.dispose()
+    assert errors == []

@@ -179,6 +179,9 @@ class Executor:
         flush_interval_s: longest time a result waits before it is flushed.
         progress: called with ``(done, total)`` after each result.
         log: logger for per-record debug lines.
+        before_send: called before each op's first request; raising a
+            :class:`~kizen_sync.errors.FatalError` stops the run (the runner's lease check:
+            a run that lost its lease must not send).
     """
 
     def __init__(
@@ -193,6 +196,7 @@ class Executor:
         flush_interval_s: float = 0.5,
         progress: Callable[[int, int], None] | None = None,
         log: logging.Logger | None = None,
+        before_send: Callable[[], None] | None = None,
     ) -> None:
         self.client = client
         self.schema = schema
@@ -205,6 +209,7 @@ class Executor:
         self.flush_interval_s = flush_interval_s
         self.progress = progress
         self.log = log or logger
+        self.before_send = before_send
 
     async def apply(
         self,
@@ -304,6 +309,8 @@ class Executor:
         """
         started = _now()
         kizen_id = op.kizen_id
+        if self.before_send is not None:
+            self.before_send()
         with capture_attempts() as infos:
             try:
                 kizen_id, kind = await self._send(op)

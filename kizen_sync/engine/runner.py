@@ -33,7 +33,7 @@ import os
 import uuid
 from collections.abc import AsyncIterator, Callable, Collection, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
@@ -70,6 +70,7 @@ from kizen_sync.warehouse import (
     StateStore,
     Warehouse,
 )
+from kizen_sync.warehouse.lease import Lease, Leases
 
 __all__ = ["SyncRunner", "client_settings_from_config"]
 
@@ -194,6 +195,7 @@ class SyncRunner:
             table_prefix=config.warehouse.table_prefix,
         )
         self.store = StateStore(self.warehouse)
+        self.leases = Leases(self.warehouse, self.store.tables)
         self.progress = progress
         self.log = log or logger
         self._schema_ready = False
@@ -304,16 +306,37 @@ class SyncRunner:
         return self._guard_report(scope.sync, archive, plan)
 
     async def arun(self, sync_name: str, options: RunOptions | None = None) -> RunReport:
-        """Run one sync: guards first, then apply; state is written per confirmed record.
+        """Run one sync under its lease: guards first, then apply; state is written per
+        confirmed record.
 
         Raises:
             ConfigError: the sync does not fit Kizen's schema, or a credential is missing.
             GuardError: a guard stopped the run; nothing was sent.
+            LeaseHeldError: another run holds the sync (this one sent nothing).
             FatalError: Kizen refused the credentials mid-run (confirmed records are kept).
         """
         options = options or RunOptions()
         if options.dry_run:
             return await self.aplan(sync_name, options)
+        self.config.sync(sync_name)  # an unknown name is a ConfigError, not a lease
+        self._ensure_schema()
+        options = replace(options, run_id=options.run_id or uuid.uuid4().hex)
+        lease_config = self.config.warehouse.lease
+        wait_s = options.lease_wait_s if options.lease_wait_s is not None else lease_config.wait_s
+        lease = await asyncio.to_thread(
+            self.leases.acquire,
+            sync_name,
+            options.run_id or "",
+            wait_s=wait_s,
+            ttl_s=lease_config.ttl_s,
+        )
+        try:
+            return await self._arun(sync_name, options, lease)
+        finally:
+            await asyncio.to_thread(lease.release)
+
+    async def _arun(self, sync_name: str, options: RunOptions, lease: Lease) -> RunReport:
+        """:meth:`arun` once the lease is held: nothing here may run without it."""
         started = _now()
         run_id = options.run_id or uuid.uuid4().hex
         partition_key = options.partition.key if options.partition else None
@@ -344,7 +367,7 @@ class SyncRunner:
                 would_archive=plan.by_op[Operation.ARCHIVE],
             )
             try:
-                summary = await self._apply(kizen, options, plan, run_id)
+                summary = await self._apply(kizen, options, plan, run_id, lease)
             except BaseException as exc:
                 report.finished_at = _now()
                 report.requests = client.stats.requests
@@ -530,7 +553,7 @@ class SyncRunner:
         )
 
     async def _apply(
-        self, kizen: _Kizen, options: RunOptions, plan: _Plan, run_id: str
+        self, kizen: _Kizen, options: RunOptions, plan: _Plan, run_id: str, lease: Lease
     ) -> ApplySummary:
         schema = kizen.schema
         if schema is None:  # nothing reached the planner: nothing to send
@@ -551,13 +574,22 @@ class SyncRunner:
                 results,
                 sensitive_fields=sensitive,
                 hash_key=hash_key,
+                fence=lease.fence,
             )
 
         def progress(done: int, total: int) -> None:
             if self.progress is not None:
                 self.progress(sync.name, done, total)
 
-        executor = Executor(kizen.client, schema, sink, sync=sync, progress=progress, log=self.log)
+        executor = Executor(
+            kizen.client,
+            schema,
+            sink,
+            sync=sync,
+            progress=progress,
+            log=self.log,
+            before_send=lease.check,
+        )
         ops: list[PlannedOp] | AsyncIterator[PlannedOp]
         if plan.ops is not None:
             ops = plan.ops

@@ -11,7 +11,7 @@ and what they never hold, is :mod:`.audit`'s business.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
@@ -39,6 +39,10 @@ def _now() -> datetime:
 
 def _plain(row: Mapping[Any, Any]) -> dict[str, Any]:
     return {str(k): (utc(v) if isinstance(v, datetime) else v) for k, v in row.items()}
+
+
+def _by_key(rows: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+    return [rows[key] for key in sorted(rows)]
 
 
 def _name(sync: str | SyncConfig) -> str:
@@ -99,6 +103,7 @@ class StateStore:
         *,
         sensitive_fields: Collection[str] = frozenset(),
         hash_key: bytes | None = None,
+        fence: Callable[[Connection], None] | None = None,
     ) -> int:
         """Write audit rows for every attempt and state for every success, in one transaction.
 
@@ -117,6 +122,8 @@ class StateStore:
                 values must not reach the audit table. The names the planner uses, not the
                 ``fields[].field`` spelling of the sync file, which may be a field id.
             hash_key: HMAC key of ``values_hash``; without one no hash is stored at all.
+            fence: called first inside the transaction; raising rolls it back (the run's
+                lease check: the state of a run that lost its lease is never written).
 
         Returns:
             The number of audit rows written.
@@ -163,12 +170,16 @@ class StateStore:
         state = self.tables.state
         try:
             with self.warehouse.engine.begin() as conn:
+                if fence is not None:
+                    fence(conn)
                 if rows:
                     conn.execute(insert(self.tables.audit), rows)
+                # Rows in key order: every flush locks state rows in the same order, so two
+                # flushes touching the same keys can wait for each other but never deadlock.
                 if upserts:
-                    conn.execute(self._upsert_state(keep_values=False), list(upserts.values()))
+                    conn.execute(self._upsert_state(keep_values=False), _by_key(upserts))
                 if archives:
-                    conn.execute(self._upsert_state(keep_values=True), list(archives.values()))
+                    conn.execute(self._upsert_state(keep_values=True), _by_key(archives))
                 ordered = sorted(forgets)
                 for start in range(0, len(ordered), _KEYS_PER_QUERY):
                     conn.execute(

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Boolean, Column, DateTime, Float, Integer, MetaData, Table, Text
+from sqlalchemy import BigInteger, Boolean, Column, DateTime, Float, Integer, MetaData, Table, Text
 
 from kizen_sync.models import RunCounts
 
@@ -29,6 +29,7 @@ class StateTables:
     - ``audit``: one row per attempt (what was planned, sent, and what Kizen said);
     - ``runs``: one row per run with its status and counts;
     - ``version``: the DDL files applied;
+    - ``leases``: per sync, the run that holds it (:mod:`.lease`);
     - ``open_failures`` / ``run_summary``: the monitoring views.
     """
 
@@ -36,6 +37,7 @@ class StateTables:
     audit: Table
     runs: Table
     version: Table
+    leases: Table
     open_failures: Table
     run_summary: Table
 
@@ -87,6 +89,17 @@ def state_tables(schema: str | None, prefix: str) -> StateTables:
             Column("version", Integer, primary_key=True),
             Column("name", Text),
             Column("applied_at", ts),
+        ),
+        leases=table(
+            "leases",
+            Column("sync_name", Text, primary_key=True),
+            *texts("run_id", "owner", "host_id"),
+            Column("pid", BigInteger),
+            Column("pid_start", BigInteger),
+            Column("acquired_at", ts),
+            Column("heartbeat_at", ts),
+            Column("expires_at", ts),
+            Column("version", BigInteger),
         ),
         open_failures=table(
             "open_failures",

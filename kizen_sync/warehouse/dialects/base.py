@@ -5,14 +5,15 @@ each supported warehouse is one module in this package that says how *it* spells
 the canonical text of a value and the row fingerprint (the same text form everywhere, hashed
 with the warehouse's own fast function), the shape of the diff's joins, how a connection is
 prepared, how the state tables are created under a lock and upserted, and how a query's
-column types are read. Nothing outside this package asks which warehouse it is talking to.
+column types are read, and how a run holds the sync's lease (one run per sync at a time,
+:mod:`..lease`). Nothing outside this package asks which warehouse it is talking to.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from typing import Any, ClassVar
 
 from sqlalchemy import (
@@ -29,6 +30,7 @@ from sqlalchemy import (
     cast,
     func,
     literal_column,
+    select,
 )
 from sqlalchemy.engine import Engine
 from sqlalchemy.sql.elements import ColumnElement
@@ -77,6 +79,14 @@ class Dialect:
     missing_keys_by_not_in: ClassVar[bool] = False
     #: The state tables may live in a named schema (``warehouse.state_schema``).
     has_schemas: ClassVar[bool] = True
+    #: The run lease (:mod:`..lease`) is a session-level advisory lock held on a connection
+    #: the run keeps for itself (:meth:`try_advisory_lock` and friends): the server frees it
+    #: when the session ends, so a killed run never blocks the next one. Without advisory
+    #: locks (the default) the lease is a row in the ``leases`` table with a heartbeat and
+    #: an expiry read from :meth:`current_time`, taken by compare-and-swap on its version:
+    #: that needs only single-row UPDATEs whose row count is exact and a primary key the
+    #: warehouse enforces on INSERT (a warehouse that does not enforce it must override).
+    advisory_locks: ClassVar[bool] = False
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
@@ -147,3 +157,34 @@ class Dialect:
         columns (``EXCLUDED`` in PostgreSQL and SQLite).
         """
         raise NotImplementedError(f"{self.label or self.name} has no upsert")
+
+    # --- run lease ------------------------------------------------------------------------
+
+    def current_time(self, conn: Connection) -> datetime:
+        """The database's clock, aware UTC: every machine running a sync reads the same one,
+        so a lease's expiry never depends on whose clock is ahead.
+        """
+        value = conn.execute(select(func.current_timestamp())).scalar_one()
+        if isinstance(value, str):
+            value = datetime.fromisoformat(value)
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+    def session_id(self, conn: Connection) -> Any:
+        """An id of the database session behind ``conn`` (advisory locks only)."""
+        raise NotImplementedError(f"{self.label or self.name} has no advisory locks")
+
+    def try_advisory_lock(self, conn: Connection, key: int) -> bool:
+        """Take the session-level advisory lock ``key`` (a signed 64-bit integer) on ``conn``
+        without waiting; True when this session now holds it.
+        """
+        raise NotImplementedError(f"{self.label or self.name} has no advisory locks")
+
+    def advisory_unlock(self, conn: Connection, key: int) -> None:
+        """Release the advisory lock ``key`` held by ``conn``'s session."""
+        raise NotImplementedError(f"{self.label or self.name} has no advisory locks")
+
+    def holds_advisory_lock(self, conn: Connection, session: Any, key: int) -> bool:
+        """Whether ``session`` (a :meth:`session_id`) still holds the advisory lock ``key``,
+        asked on another connection (``conn``, the state flush's transaction).
+        """
+        raise NotImplementedError(f"{self.label or self.name} has no advisory locks")

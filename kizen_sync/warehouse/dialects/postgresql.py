@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import (
@@ -89,6 +90,7 @@ class PostgresDialect(Dialect):
 
     name = "postgresql"
     label = "PostgreSQL"
+    advisory_locks = True
 
     def prepare_connection(self, dbapi_conn: Any) -> None:
         """Sessions in UTC, so that timestamps come back in UTC whatever the server says."""
@@ -154,3 +156,40 @@ class PostgresDialect(Dialect):
         return stmt.on_conflict_do_update(
             index_elements=[table.c[k] for k in keys], set_=update(stmt.excluded)
         )
+
+    # --- run lease: session-level advisory locks ----------------------------------------
+
+    def current_time(self, conn: Connection) -> datetime:
+        """``clock_timestamp()``: the time now, not the start of the transaction."""
+        value = conn.execute(text("SELECT clock_timestamp()")).scalar_one()
+        return value.astimezone(UTC)
+
+    def session_id(self, conn: Connection) -> Any:
+        """The backend process id of the session."""
+        return conn.execute(text("SELECT pg_backend_pid()")).scalar_one()
+
+    def try_advisory_lock(self, conn: Connection, key: int) -> bool:
+        """``pg_try_advisory_lock``: session-level, kept across transactions until unlocked
+        or until the session ends (a killed client's socket closes, the server frees it).
+        """
+        return bool(
+            conn.execute(text("SELECT pg_try_advisory_lock(:key)"), {"key": key}).scalar_one()
+        )
+
+    def advisory_unlock(self, conn: Connection, key: int) -> None:
+        """``pg_advisory_unlock``."""
+        conn.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": key})
+
+    def holds_advisory_lock(self, conn: Connection, session: Any, key: int) -> bool:
+        """Read ``pg_locks``: a bigint key shows as ``classid`` (high 32 bits), ``objid``
+        (low 32 bits) and ``objsubid`` 1.
+        """
+        unsigned = key & 0xFFFFFFFFFFFFFFFF
+        held = conn.execute(
+            text(
+                "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted "
+                "AND pid = :pid AND classid = :hi AND objid = :lo AND objsubid = 1"
+            ),
+            {"pid": session, "hi": unsigned >> 32, "lo": unsigned & 0xFFFFFFFF},
+        ).scalar_one()
+        return bool(held)

@@ -14,7 +14,7 @@ from contextlib import contextmanager
 from datetime import UTC, date, datetime
 from typing import Any
 
-from sqlalchemy import Connection, Select, Table, Text, and_, bindparam, func, or_
+from sqlalchemy import Connection, Select, Table, Text, and_, bindparam, func, or_, select
 from sqlalchemy.dialects import sqlite
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.compiler import SQLCompiler
@@ -166,6 +166,13 @@ class SqliteDialect(Dialect):
         which would paste the fingerprint call into every predicate that reads it.
         """
         return query.limit(-1)
+
+    def current_time(self, conn: Connection) -> datetime:
+        """``strftime(... 'now')`` to the millisecond (``CURRENT_TIMESTAMP`` has seconds)."""
+        value = conn.execute(
+            select(func.strftime("%Y-%m-%d %H:%M:%f", "now", type_=Text))
+        ).scalar_one()
+        return datetime.fromisoformat(value).replace(tzinfo=UTC)
 
     @contextmanager
     def migration_lock(self, conn: Connection, state_schema: str | None) -> Iterator[None]:
