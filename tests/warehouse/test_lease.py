@@ -32,7 +32,8 @@ def _leases(db: Any) -> Leases:
 def _result(key: str) -> RecordResult:
     now = datetime.now(UTC)
     op = PlannedOp(Operation.UPDATE, key, kizen_id=f"id-{key}", fingerprint="f", new_values={})
-    return RecordResult(op, Outcome.SUCCESS, f"id-{key}", (AttemptRecord(1, Outcome.SUCCESS, now, now),))
+    attempt = AttemptRecord(1, Outcome.SUCCESS, now, now)
+    return RecordResult(op, Outcome.SUCCESS, f"id-{key}", (attempt,))
 
 
 def test_a_second_run_is_told_which_run_holds_the_sync_and_since_when(db):
@@ -78,7 +79,8 @@ def test_a_waiting_run_takes_the_sync_when_the_holder_releases_it(db, caplog):
         waiter.join(timeout=120)
     finally:
         logging.getLogger("kizen_sync.lease").removeHandler(handler)
-    assert len(got) == 1 and got[0].run_id == "run-2"
+    assert len(got) == 1
+    assert got[0].run_id == "run-2"
     got[0].release()
 
 
@@ -108,7 +110,8 @@ def test_an_expired_lease_of_another_machine_is_taken_over_and_its_run_abandoned
                 )
             )
         with leases.acquire("contacts", "run-2", wait_s=0) as lease:
-            assert lease.previous is not None and lease.previous.run_id == "dead-run"
+            assert lease.previous is not None
+            assert lease.previous.run_id == "dead-run"
         runs = {r["run_id"]: r for r in store.run_summaries("contacts")}
         assert runs["dead-run"]["status"] == ABANDONED
         assert "run-2" in runs["dead-run"]["message"]
