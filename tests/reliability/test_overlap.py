@@ -1,4 +1,4 @@
-"""Two real ``kizen-sync run`` processes on one sync at once (bench/reliability_overlap.py).
+"""Two real ``kizen-sync run`` processes on one sync at once (tests/support/overlap.py).
 
 The first run's writes are held at its gate while the source changes and the second run
 starts; without a lease the second run's newer values were overwritten by the first run's
@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.reliability_overlap import overlap_run
+from tests.support.overlap import overlap_run
 
 
 @pytest.mark.postgres

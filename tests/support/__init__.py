@@ -12,5 +12,6 @@ full size); nothing here imports ``bench``. One module per job:
   audit table's one-terminal-outcome rule;
 - :mod:`.faults`: seeded fault runs; :mod:`.crash_loop` and :mod:`.crash_analysis`: the
   ``kill -9`` loop and what each kill cost;
+- :mod:`.overlap`: two CLI processes of one sync at once, gated at chosen moments;
 - :mod:`.bad_input`: the bad-input catalogue.
 """

@@ -37,25 +37,23 @@ from typing import IO, Any
 
 import yaml
 
-from bench.reliability_harness import (
+from kizen_sync.client import ClientSettings
+from kizen_sync.config import parse_config
+from kizen_sync.emulator import Emulator
+from kizen_sync.engine import SyncRunner
+from kizen_sync.warehouse import ChangeDetector, Warehouse
+from tests.support.crash_loop import _reap, cli_command
+from tests.support.journal import WRITE_METHODS
+from tests.support.people import (
     SYNC,
     TABLE,
-    WRITE_METHODS,
-    Verdict,
-    _reap,
-    cli_command,
-    compare,
     initial_rows,
     mutate,
     project_dict,
     sync_spec,
     write_rows,
 )
-from kizen_sync.client import ClientSettings
-from kizen_sync.config import parse_config
-from kizen_sync.emulator import Emulator
-from kizen_sync.engine import SyncRunner
-from kizen_sync.warehouse import ChangeDetector, Warehouse
+from tests.support.verdict import Verdict, compare
 
 __all__ = ["MOMENTS", "Gate", "OverlapResult", "overlap_run"]
 
