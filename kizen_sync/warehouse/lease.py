@@ -267,10 +267,22 @@ class Lease:
             logger.warning("sync %s: could not clear its lease row: %s", self.sync_name, exc)
         if self._conn is not None:
             with self._lock:
-                # Closing the session is what frees an advisory lock for sure: never hand a
-                # connection that may still hold it back to the pool.
-                self._conn.invalidate()
-                self._conn.close()
+                self._unlock(self._conn)
+
+    def _unlock(self, conn: Connection) -> None:
+        """Release the advisory lock before the next run may ask for it.
+
+        Unlocked explicitly: a closed socket frees it too, but only once the server has
+        noticed, which a run started right after this one could beat. A connection whose
+        unlock failed is discarded, never handed back to the pool still holding the lock.
+        """
+        try:
+            self.leases.warehouse.sql_dialect.advisory_unlock(conn, self._key or 0)
+            conn.commit()
+        except sa_exc.SQLAlchemyError:
+            conn.invalidate()
+        finally:
+            conn.close()
 
     def _lost_error(self) -> LeaseLostError:
         return LeaseLostError(
