@@ -43,7 +43,7 @@ def _assert_crash_invariants(result: CrashLoopResult, crashes: int) -> None:
 
 def test_three_kills_during_300_mixed_changes(tmp_path: Path) -> None:
     # Seed 145 kills after 171 writes, after 67 writes, then 0.61 s after start (inside the
-    # CLI's imports, ~3 s here): every kill lands in a running sync on any machine speed.
+    # CLI's imports, which take seconds): every kill lands in a running sync on any machine.
     result = crash_loop(tmp_path, seed=145, base_rows=200, changes=300, crashes=3)
     assert result.mix.total == 300
     assert min(result.mix.creates, result.mix.updates, result.mix.tag_changes) > 0

@@ -43,8 +43,8 @@ __all__ = ["cli_command", "crash_loop", "kill_points"]
 def kill_points(seed: int, crashes: int, changes: int) -> list[KillPoint]:
     """Seeded kill moments in three regimes, so that every crash point of the design is hit.
 
-    - one in four after a delay of 0.5-5 s from process start: on this machine start-up
-      takes about 3 s, so these land in imports, planning or the first writes;
+    - one in four after a delay of 0.5-5 s from process start: start-up takes seconds
+      (imports), so these land in imports, planning or the first writes;
     - six in ten after a small number of writes (1 up to ``0.7 * changes / crashes``),
       usually before the first batch of results was committed;
     - the rest (about one in seven) after a large number of writes (one to two flush
