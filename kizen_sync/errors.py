@@ -24,8 +24,9 @@ one of three families, which tell the caller what to do next::
         ├── NotFoundError               404 (record deleted/archived in Kizen, or invisible)
         ├── ConflictError               409 (concurrent write/archive, identifier conflict)
         ├── IdentityCollisionError      two source rows would write one Kizen record
-        └── RowStateError               a row or its state cannot be read (bad bytes, corrupt
+        ├── RowStateError               a row or its state cannot be read (bad bytes, corrupt
                                         state row): that record fails, the run goes on
+        └── NotAppliedError             Kizen accepted a write but does not hold the values
 
 API errors also derive from :class:`KizenAPIError`, which carries ``status``, ``method``,
 ``path`` (never the query string nor any header), ``request_id`` and Kizen's ``body``.
@@ -55,6 +56,7 @@ __all__ = [
     "LeaseHeldError",
     "LeaseLostError",
     "MappingError",
+    "NotAppliedError",
     "NotFoundError",
     "PermissionDeniedError",
     "RateLimitedError",
@@ -313,6 +315,36 @@ class RowStateError(SkippableError):
 
     Attributes (``context``): ``source_key``, ``column`` (source column or state column).
     """
+
+
+class NotAppliedError(SkippableError):
+    """Kizen accepted a write (2xx) but reading the record back shows other values.
+
+    Raised by read-after-write verification: an unverified wire shape that Kizen ignores
+    becomes a visible record failure instead of silent corruption, and since no state is
+    saved the record is sent again by the next run.
+
+    Attributes:
+        record_id: the Kizen record.
+        mismatches: ``(field, held, sent)`` for every field that differs, values as text.
+    """
+
+    def __init__(
+        self, *, record_id: str, mismatches: Sequence[tuple[str, str, str]], **context: Any
+    ) -> None:
+        self.record_id = record_id
+        self.mismatches = list(mismatches)
+        parts = "; ".join(
+            f"field {name} holds {held} (sent {sent})" for name, held, sent in self.mismatches
+        )
+        super().__init__(f"accepted but not applied: {parts}", **context)
+
+    def messages_by_field(self) -> dict[str, list[str]]:
+        """``{field: [message]}`` for the audit table."""
+        return {
+            name: [f"accepted but not applied: holds {held} (sent {sent})"]
+            for name, held, sent in self.mismatches
+        }
 
 
 # --- mapping ----------------------------------------------------------------------------------

@@ -110,10 +110,16 @@ class FieldSchema(_Model):
     decimal_options: dict[str, object] | None = None
     rating: dict[str, object] | None = None
     meta: dict[str, object] | None = Field(default=None)
+    allow_multiple_flag: bool | None = Field(default=None, alias="allow_multiple")
 
     @property
     def allow_multiple(self) -> bool:
-        """``files`` fields are multi-valued when created with ``allow_multiple``."""
+        """``files`` fields are multi-valued when created with ``allow_multiple`` (AE); where
+        Kizen reports it on read is unknown, so the key is accepted at the top level or in
+        ``meta``. Without it a files field is single: its value is still an array (AE).
+        """
+        if self.allow_multiple_flag is not None:
+            return self.allow_multiple_flag
         return bool((self.meta or {}).get("allow_multiple"))
 
     @property
@@ -162,6 +168,25 @@ class ObjectSchema(_Model):
     def identifier_field(self) -> str:
         """API name of the field that is unique within the object."""
         return "email" if self.is_contacts else "name"
+
+    @property
+    def stage_field(self) -> FieldSchema | None:
+        """The default ``stage`` field of a pipeline object.
+
+        Kizen changes a record's stage only through ``PATCH .../move`` with a ``stage_id``
+        (AE, BC), never through ``fields``; kizen-sync refuses to map it.
+        """
+        return self.field("stage") if self.object_type == "pipeline" else None
+
+    @property
+    def derived_fields(self) -> frozenset[str]:
+        """Default fields Kizen computes: ``created``, ``updated`` and, on custom objects,
+        ``display_name`` (the live capture shows it equal to the name; no source writes it).
+        """
+        names = {"created", "updated"}
+        if not self.is_contacts:
+            names.add("display_name")
+        return frozenset(names)
 
     def field(self, name_or_id: str) -> FieldSchema | None:
         """Find a field by API name or by field UUID."""

@@ -1,4 +1,6 @@
-"""Shared fixtures: throwaway SQLite files and PostgreSQL schemas, and result builders.
+"""Shared fixtures: throwaway SQLite files and PostgreSQL schemas, result builders, and the
+evidence guard (every emulator sits behind the validating proxy; a test whose requests
+include a route or shape no source supports fails).
 
 Every PostgreSQL object a test creates is owned by this process and dropped by a finalizer
 (after a failure too); a session fixture sweeps what killed runs left (``tests.support.postgres``).
@@ -17,6 +19,7 @@ from hypothesis import HealthCheck, settings
 from sqlalchemy import create_engine, text
 from sqlalchemy.exc import OperationalError
 
+from kizen_sync.emulator import Emulator
 from kizen_sync.models import AttemptRecord, Operation, Outcome, PlannedOp, RecordResult
 from kizen_sync.warehouse import Warehouse
 from tests.support.postgres import PG_URL, owned_schema, sweep_stale
@@ -40,6 +43,57 @@ def _sweep_stale_postgres() -> Iterator[None]:
     sweep()
     yield
     sweep()
+
+
+#: Tests here send wrong requests on purpose (they test the emulator's refusals).
+_EVIDENCE_EXEMPT_DIRS = ("tests/emulator/",)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        "evidence_exempt: the test sends requests no source supports on purpose",
+    )
+    Emulator.validate_by_default = True
+
+
+def _findings() -> dict[int, dict[Any, int]]:
+    return {id(e): e.proxy.findings() for e in list(Emulator.instances) if e.proxy is not None}
+
+
+@pytest.fixture(autouse=True)
+def _evidence_guard(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Fail a test whose requests to an emulator include an unsupported route or shape.
+
+    The proxy grades every request (kizen_sync.emulator.evidence); only what *this* test
+    added counts, so emulators shared between tests are fine.
+    """
+    path = str(request.node.path).replace("\\", "/")
+    exempt = request.node.get_closest_marker("evidence_exempt") is not None or any(
+        d in path for d in _EVIDENCE_EXEMPT_DIRS
+    )
+    before = {} if exempt else _findings()
+    yield
+    if exempt:
+        return
+    new: list[str] = []
+    for emu in list(Emulator.instances):
+        if emu.proxy is None:
+            continue
+        seen = before.get(id(emu), {})
+        new.extend(
+            f"{finding} (x{count - seen.get(finding, 0)})"
+            for finding, count in emu.proxy.findings().items()
+            if finding.tier.name == "UNSUPPORTED" and count > seen.get(finding, 0)
+        )
+    if new:
+        pytest.fail(
+            "requests no source supports reached the emulator:\n  " + "\n  ".join(sorted(new)),
+            pytrace=False,
+        )
+
+
+PG_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 
 
 @pytest.fixture

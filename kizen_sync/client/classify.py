@@ -9,8 +9,9 @@ headers or the query string, so no secret can leak through ``str(error)``.
 from __future__ import annotations
 
 import email.utils
+import socket
 import ssl
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -31,6 +32,7 @@ from kizen_sync.errors import (
 
 __all__ = [
     "decode_body",
+    "describe_transport",
     "error_from_response",
     "error_from_transport",
     "field_errors",
@@ -206,30 +208,81 @@ def error_from_response(
     return KizenValidationError(detail or f"unexpected status {status}", **ctx)
 
 
+def _chain(exc: BaseException) -> Iterator[BaseException]:
+    """The exception and every cause or context behind it (httpx wraps httpcore wraps OS)."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        yield current
+        current = current.__cause__ or current.__context__
+
+
+def _endpoint(exc: httpx.TransportError) -> tuple[str, int | None]:
+    try:
+        url = exc.request.url
+    except RuntimeError:  # raised before a request was attached
+        return "the Kizen host", None
+    port = url.port or {"https": 443, "http": 80}.get(url.scheme)
+    return url.host or "the Kizen host", port
+
+
+def describe_transport(exc: httpx.TransportError) -> str:
+    """What went wrong on the way to Kizen, in words that name the host and the fix.
+
+    A failed TLS handshake names the certificate problem and the host, a refused connection
+    the host and port, a name that does not resolve the host; other failures their kind.
+    Never includes headers (the API key) nor the query string.
+    """
+    host, port = _endpoint(exc)
+    where = f"{host}:{port}" if port else host
+    for cause in _chain(exc):
+        if isinstance(cause, ssl.SSLCertVerificationError):
+            problem = cause.verify_message or cause.reason or "verification failed"
+            return (
+                f"TLS handshake with {host} failed: certificate verify failed ({problem}); "
+                "check kizen.base_url, or the CA bundle (SSL_CERT_FILE) when a proxy "
+                "re-signs TLS"
+            )
+        if isinstance(cause, ssl.SSLError):
+            reason = cause.reason or str(cause)
+            return f"TLS handshake with {where} failed ({reason}); is it an https endpoint?"
+        if isinstance(cause, ConnectionRefusedError):
+            return (
+                f"connection to {where} refused: nothing accepts connections there "
+                "(check kizen.base_url and that the server is up)"
+            )
+        if isinstance(cause, socket.gaierror):
+            return f"cannot resolve host {host} ({cause.strerror or cause}); check kizen.base_url"
+    if isinstance(exc, httpx.ConnectTimeout):
+        return f"connecting to {where} timed out"
+    if isinstance(exc, httpx.TimeoutException):
+        return f"{where} did not answer in time ({type(exc).__name__})"
+    if isinstance(exc, httpx.ConnectError):
+        text = str(exc).strip()
+        if "refused" in text.lower():
+            return f"connection to {where} refused: nothing accepts connections there"
+        return f"cannot connect to {where}: {text or type(exc).__name__}"
+    return f"{type(exc).__name__} talking to {where}: no usable response"
+
+
 def error_from_transport(exc: httpx.TransportError, *, method: str, path: str) -> TransportError:
     """A :class:`TransportError` for a timeout, refused or dropped connection.
 
-    A refused TLS handshake says why (untrusted certificate, host name mismatch): the
-    reason names the server and its certificate, never the request.
+    ``host``/``port`` are set on the error and the message says what happened
+    (:func:`describe_transport`); ``unsent`` tells whether the request never left.
     """
-    kind = type(exc).__name__
-    tls = _tls_reason(exc)
-    reason = f"TLS handshake failed: {tls}" if tls else "no usable response"
-    return TransportError(f"{kind}: {reason}", method=method, path=path, unsent=is_unsent(exc))
-
-
-def _tls_reason(exc: BaseException) -> str | None:
-    """The verification message of an :class:`ssl.SSLError` among the causes, if any."""
-    seen: set[int] = set()
-    cause: BaseException | None = exc
-    while cause is not None and id(cause) not in seen:
-        seen.add(id(cause))
-        if isinstance(cause, ssl.SSLCertVerificationError):
-            return f"certificate verify failed: {cause.verify_message}"
-        if isinstance(cause, ssl.SSLError):
-            return str(cause.reason or cause)
-        cause = cause.__cause__ or cause.__context__
-    return None
+    host, port = _endpoint(exc)
+    tls = any(isinstance(c, ssl.SSLError) for c in _chain(exc))
+    return TransportError(
+        describe_transport(exc),
+        method=method,
+        path=path,
+        unsent=is_unsent(exc),
+        host=host,
+        port=port,
+        tls=tls,
+    )
 
 
 def is_unsent(exc: httpx.TransportError) -> bool:

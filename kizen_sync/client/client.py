@@ -49,18 +49,23 @@ _CONTACTS = "client_client"
 _MAX_PAGES = 100_000  # a bound on pagination loops; ~10^7-10^8 rows at Kizen's page sizes
 
 
-def _embedded_fields(raw: Any) -> list[FieldSchema] | None:
-    """The fields embedded in an object detail, or ``None`` when they cannot serve.
-
-    ``None`` (fetch the field list instead) when the detail has no field list or any entry
-    lacks what a field needs: a partial schema would make valid mappings look wrong.
+def _field_list(raw: Any, path: str) -> list[FieldSchema]:
+    """Fields from ``GET /api/custom-objects/{uuid}/fields``: a bare array (AE), tolerating
+    a paged envelope; an entry Kizen sends without what a field needs fails loudly, since
+    a partial schema would make valid mappings look wrong.
     """
-    if not isinstance(raw, list) or not raw:
-        return None
+    if isinstance(raw, Mapping):
+        raw = raw.get("results") or []
+    if not isinstance(raw, list):
+        raise KizenValidationError(
+            f"unexpected field list: {type(raw).__name__}", method="GET", path=path, body=raw
+        )
     try:
-        return [FieldSchema.model_validate(f) for f in raw]
-    except ValidationError:
-        return None
+        return [FieldSchema.model_validate(f) for f in raw if isinstance(f, Mapping)]
+    except ValidationError as exc:
+        raise KizenValidationError(
+            f"unexpected field list entry: {exc.errors()[0]['msg']}", method="GET", path=path
+        ) from None
 
 
 def _seg(value: str) -> str:
@@ -166,20 +171,29 @@ class KizenClient:
         body = self._write_body(entries, archived_conflict=archived_conflict)
         params = _params(return_all_fields=True) if return_all_fields else None
         data = await self._session.call(
-            "PATCH", self._record_path(object, record_id), params=params, json=body, entries=entries
+            "PATCH",
+            self._record_path(object, record_id),
+            params=params,
+            json=body,
+            entries=self._named(object, entries),
         )
-        return Record.from_wire(data)
+        return Record.from_wire(data, record_id=record_id)
 
     async def archive_record(self, object: str, record_id: str) -> None:
         """``DELETE /api/records/{object}/{id}`` (204). NotFoundError if already archived."""
         await self._session.call("DELETE", self._record_path(object, record_id))
 
     async def unarchive_record(self, object: str, record_id: str) -> Record:
-        """``PATCH /api/records/{object}/{id}/unarchive`` (no body)."""
+        """``PATCH /api/records/{object}/{id}/unarchive`` (no body; route confirmed live).
+
+        What Kizen answers on success is unknown, so nothing is required of it: a 2xx alone
+        means restored, and the record returned holds what the answer carried (possibly
+        nothing but the id that was addressed).
+        """
         data = await self._session.call(
             "PATCH", f"{self._record_path(object, record_id)}/unarchive"
         )
-        return Record.from_wire(data)
+        return Record.from_wire(data, record_id=record_id)
 
     # --- create, lookup, upsert ------------------------------------------------------------
 
@@ -195,7 +209,11 @@ class KizenClient:
         if unarchive is not None:
             body["unarchive"] = unarchive
         data = await self._session.call(
-            "POST", f"/api/records/{_seg(object)}/add", json=body, entries=entries, idempotent=False
+            "POST",
+            f"/api/records/{_seg(object)}/add",
+            json=body,
+            entries=self._named(object, entries),
+            idempotent=False,
         )
         return Record.from_wire(data)
 
@@ -238,7 +256,11 @@ class KizenClient:
             body["onupdate_archived_conflict"] = onupdate_archived_conflict
         params = _params(return_all_fields=True) if return_all_fields else None
         data = await self._session.call(
-            "POST", f"/api/records/{_seg(object)}/upsert", params=params, json=body, entries=entries
+            "POST",
+            f"/api/records/{_seg(object)}/upsert",
+            params=params,
+            json=body,
+            entries=self._named(object, entries),
         )
         action = cast(UpsertAction, data.get("action") or "updated")
         return UpsertResult(record=Record.from_wire(data), action=action)
@@ -369,11 +391,11 @@ class KizenClient:
     async def get_object_schema(self, object_name_or_id: str) -> ObjectSchema:
         """The object with its fields, fetched once per client (i.e. per run) and cached.
 
-        Kizen's object detail carries the object's fields ("custom object with fields and
-        categories"), so one request usually does: the separate field list is fetched only
-        when the detail has no usable ``fields`` (missing, or entries without the keys a
-        field needs). It is listed by the object's UUID: whether Kizen's field list accepts
-        an API name is undocumented.
+        Two requests, as Kizen's own CLI makes them: the object detail (which accepts the
+        API name or the UUID, AE) for the object's UUID and type, then
+        ``GET /api/custom-objects/{uuid}/fields`` for the fields. Whether the detail embeds a
+        complete field list is unknown (a permission-filtered or partial one would make the
+        schema silently incomplete), so an embedded list is never used.
         """
         cached = self._schemas.get(object_name_or_id)
         if cached is not None:
@@ -383,28 +405,29 @@ class KizenClient:
             if cached is not None:
                 return cached
             obj = await self._session.call("GET", f"/api/custom-objects/{_seg(object_name_or_id)}")
-            fields = _embedded_fields(obj.get("fields"))
-            if fields is None:
-                listed = await self._session.call(
-                    "GET", f"/api/custom-objects/{_seg(obj['id'])}/fields"
-                )
-                if isinstance(listed, Mapping):  # tolerate a paged answer
-                    listed = listed.get("results") or []
-                fields = [FieldSchema.model_validate(f) for f in listed]
+            path = f"/api/custom-objects/{_seg(obj['id'])}/fields"
+            fields = _field_list(await self._session.call("GET", path), path)
             schema = ObjectSchema.model_validate({**obj, "fields": fields})
             self._schemas[schema.id] = self._schemas[schema.name] = schema
             self._schemas[object_name_or_id] = schema
             return schema
 
     async def list_dynamic_tags(self, object: str, field_id: str) -> list[Tag]:
-        """Every tag of a ``dynamictags`` field (paged; contacts use ``/api/client/...``)."""
+        """Every tag of a ``dynamictags`` field, from the routes Kizen's CLI reads.
+
+        Custom objects: ``GET /api/pipelines/{object UUID}/fields/{field}/tags`` (the CLI
+        always addresses the object by UUID here, so an API name is resolved through the
+        schema first); contacts: ``GET /api/client/fields/{field}/tags``. Paged, with the
+        CLI's query parameters.
+        """
         if self._is_contacts(object):
             path = f"/api/client/fields/{_seg(field_id)}/tags"
         else:
-            path = f"/api/custom-objects/{_seg(object)}/fields/{_seg(field_id)}/tags"
+            object_id = (await self.get_object_schema(object)).id
+            path = f"/api/pipelines/{_seg(object_id)}/fields/{_seg(field_id)}/tags"
 
         async def fetch(page: int) -> Page[Tag]:
-            params = _params(page=page, page_size=100)
+            params = _params(search="", ordering="name", page=page, page_size=100)
             data = await self._session.call("GET", path, params=params)
             if isinstance(data, list):
                 return Page(len(data), None, None, [Tag.from_wire(d) for d in data])
@@ -413,6 +436,20 @@ class KizenClient:
         return [tag async for tag in self._paginate(fetch)]
 
     # --- helpers ---------------------------------------------------------------------------
+
+    def _named(self, object: str, entries: Sequence[Entry]) -> Sequence[Entry]:
+        """The entries as Kizen's messages should name them: API names for id-addressed
+        entries when the schema is known (contacts are created by field id, AE), so that a
+        400 says ``email``, not a UUID. Used only to name errors; the body is not changed.
+        """
+        schema = self._schemas.get(object)
+        if schema is None or not any("id" in e and "name" not in e for e in entries):
+            return entries
+        named: list[Entry] = []
+        for entry in entries:
+            target = schema.field(str(entry["id"])) if "id" in entry else None
+            named.append({"name": target.name} if target is not None else entry)
+        return named
 
     def _is_contacts(self, object: str) -> bool:
         schema = self._schemas.get(object)

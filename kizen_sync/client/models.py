@@ -86,8 +86,19 @@ class Record:
         return None if fv is None else fv.value
 
     @classmethod
-    def from_wire(cls, data: Mapping[str, Any]) -> Record:
-        """Build from a record response (get, patch, search row, add, upsert)."""
+    def from_wire(cls, data: Any, *, record_id: str | None = None) -> Record:
+        """Build from a record response (get, patch, search row, add, upsert).
+
+        ``record_id`` is the id the caller addressed: a write answer is accepted without an
+        ``id`` of its own (its body is documented only in part), with only what it carries.
+
+        Raises:
+            KeyError: the answer names no record and the caller gave no ``record_id``.
+        """
+        if not isinstance(data, Mapping):
+            data = {}
+        if record_id is not None and not data.get("id"):
+            data = {**data, "id": record_id}
         raw = data.get("fields") or {}
         if isinstance(raw, Mapping):
             fields = {
@@ -112,8 +123,15 @@ class Page(Generic[T]):
     errors: list[str] = field(default_factory=list)
 
     @classmethod
-    def from_wire(cls, data: Mapping[str, Any], item: Callable[[Mapping[str, Any]], T]) -> Page[T]:
-        """Build from the ``{count, next, previous, results, errors}`` envelope."""
+    def from_wire(cls, data: Any, item: Callable[[Mapping[str, Any]], T]) -> Page[T]:
+        """Build from the ``{count, next, previous, results, errors}`` envelope.
+
+        Some Kizen lists are bare JSON arrays (AE: field lists, categories; Kizen's CLI
+        accepts one from any list route), read as one complete page.
+        """
+        if isinstance(data, list):
+            rows = [item(r) for r in data if isinstance(r, Mapping)]
+            return cls(count=len(rows), next=None, previous=None, results=rows)
         count = data.get("count")
         return cls(
             count=int(count) if count is not None else None,

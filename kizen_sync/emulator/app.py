@@ -27,6 +27,7 @@ from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
+from kizen_sync.emulator.evidence import check_request
 from kizen_sync.emulator.knobs import DROPPED_STATUS, Faults, Knobs, RateLimiter, RequestLog
 from kizen_sync.emulator.service import RecordService
 from kizen_sync.emulator.writes import ApiError
@@ -186,6 +187,48 @@ class Api:
             )
         return can_write
 
+    def _strict(self, request: Request, body: Any) -> None:
+        """Strict mode: refuse what the evidence does not confirm or document.
+
+        Entries at fault get positional messages (``code: unverified_shape``); where a source
+        saw Kizen answer 403 (contacts created by name-keyed entries) the answer is 403.
+        """
+        findings = check_request(
+            request.method,
+            request.url.path,
+            request.query_params.keys(),
+            body,
+            self.host.service.business,
+        )
+        if not findings:
+            return
+        if any(f.route == "(unknown route)" for f in findings):
+            raise ApiError(404, {"detail": "Not found.", "code": "not_found"})
+        if any(f.status == 403 for f in findings):
+            detail = "; ".join(str(f) for f in findings if f.status == 403)
+            raise ApiError(403, {"detail": detail, "code": "permission_required"})
+        count = (
+            len(body["fields"])
+            if isinstance(body, dict) and isinstance(body.get("fields"), list)
+            else 0
+        )
+        per_entry: dict[int, dict[str, list[str]]] = {}
+        general: list[str] = []
+        for f in findings:
+            if f.entry is None or f.entry >= count:
+                general.append(f"strict: {f}")
+                continue
+            slot = per_entry.setdefault(f.entry, {"value": [], "code": []})
+            slot["value"].append(f"strict: {f.what} is {f.tier.label} ({f.why})")
+            slot["code"].append("unverified_shape")
+        raise ApiError(
+            400,
+            {
+                "non_field_errors": general,
+                "fields": [per_entry.get(i, {}) for i in range(count)],
+            },
+        )
+
     async def _handle(self, request: Request, handler: Handler, write: bool) -> Response:
         try:
             can_write = self._auth(request, write)
@@ -199,6 +242,8 @@ class Api:
                         raise ApiError(
                             400, {"detail": f"JSON parse error - {exc}", "code": "parse_error"}
                         ) from None
+            if self.host.knobs.strict:
+                self._strict(request, body)
             with self.host.service.store.lock:
                 return handler(request, body, can_write)
         except ApiError as err:
@@ -313,7 +358,20 @@ def _admin(host: AppHost) -> list[Route]:
             ]
         return json_response(rows)
 
+    async def files(request: Request) -> Response:
+        if (denied := guard(request)) is not None:
+            return denied
+        try:
+            data = json.loads(await request.body() or b"{}")
+            name = str(data.get("name") or "upload.bin") if isinstance(data, dict) else ""
+        except ValueError as exc:
+            return json_response({"detail": str(exc), "code": "invalid"}, 400)
+        with host.service.store.lock:
+            file_id = host.service.upload_file(name)
+        return json_response({"id": file_id, "name": name}, 201)
+
     return [
+        Route("/_emulator/files", files, methods=["POST"]),
         Route("/_emulator/knobs", knobs, methods=["GET", "PATCH"]),
         Route("/_emulator/requests", requests, methods=["GET"]),
         Route("/_emulator/reset-log", reset_log, methods=["POST"]),

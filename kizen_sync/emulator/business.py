@@ -1,11 +1,13 @@
 """The emulated business: team members, objects, fields, options, tags and seed records.
 
-A business file is JSON with four keys::
+A business file is JSON with these keys::
 
     {"business": {"id", "name", "timezone"},
      "team_members": [{"id", "first_name", "last_name", "email", "active"}],
+     "files": [{"id", "name"}],
      "objects": [{"id", "name", "object_name", "entity_name", "object_type", "is_custom",
                   "categories": [{"id", "name", "order"}],
+                  "stages": [{"id", "name", "status", "percentage_chance_to_close", "order"}],
                   "fields": [{"id", "name", "display_name", "field_type", "category", ...}]}],
      "records": {"<object api name>": [{"id", "created"?,
                                         "fields": {"<field name>": <write value>}}]}}
@@ -15,11 +17,18 @@ defaults (see :data:`FIELD_DEFAULTS`). Two keys are emulator-only: ``is_default`
 returned when a caller asks for "default fields only") and ``tags`` (the dynamic tags of a
 ``dynamictags`` field, which Kizen serves from a separate endpoint rather than inline options).
 Everything is parsed once into frozen lookups so the request path never scans lists.
+
+What real Kizen does and the file need not spell out (``docs/architecture.md``, "Wire shapes"):
+a ``rating`` field without options gets Kizen's generated scale (``"1 - Low"`` .. ``"5 - High"``,
+codes ``"1"``..``"5"``, confirmed live by Kizen's CLI); a ``pipeline`` object's ``stage`` field
+takes its options from ``stages``; ``files`` lists the files uploaded to the business, the only
+ids a ``files`` field accepts; ``timezone`` is the zone datetimes are rendered in.
 """
 
 from __future__ import annotations
 
 import json
+import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -49,6 +58,8 @@ FIELD_DEFAULTS: dict[str, Any] = {
 
 _TO_MANY = frozenset({"one_to_many", "many_to_many"})
 _ALWAYS_MULTI = frozenset({"checkboxes", "dynamictags"})
+#: Namespace of the ids of generated rating options (stable across restarts).
+_RATING_NS = uuid.UUID("8d5c7f52-52a4-4f1c-9a0e-0b6c9d1f5a11")
 
 
 @dataclass(frozen=True)
@@ -104,6 +115,15 @@ class FieldDef:
         return rel is not None and rel.get("cardinality") in _TO_MANY
 
     @property
+    def allow_multiple(self) -> bool:
+        """``files`` fields hold more than one file only when created with ``allow_multiple``
+        (the create key, AE); older business files put it in ``meta``.
+        """
+        return bool(
+            self.spec.get("allow_multiple") or (self.spec.get("meta") or {}).get("allow_multiple")
+        )
+
+    @property
     def multi(self) -> bool:
         """True when the field takes ``add_values`` / ``remove_values``."""
         if self.field_type in _ALWAYS_MULTI:
@@ -111,12 +131,29 @@ class FieldDef:
         if self.field_type == "relationship":
             return self.to_many
         if self.field_type == "files":
-            return bool((self.spec.get("meta") or {}).get("allow_multiple"))
+            return self.allow_multiple
         return False
 
     def public(self) -> dict[str, Any]:
         """The field as ``GET /api/custom-objects/{id}/fields`` lists it (no emulator keys)."""
         return {k: v for k, v in self.spec.items() if k not in ("tags", "is_default")}
+
+
+def rating_options(field_id: str, scale: Mapping[str, Any] | None) -> list[dict[str, Any]]:
+    """The options Kizen generates for a rating field: ``"1 - Low"``, ``"2"`` .. ``"5 - High"``.
+
+    Codes are the numbers as text. Confirmed live for the default 1-5 scale (Kizen's CLI,
+    ``docs/specs/field.md``); other scales follow the same pattern with the scale's labels.
+    """
+    scale = scale or {}
+    low, high = int(scale.get("min_value", 1)), int(scale.get("max_value", 5))
+    labels = {low: scale.get("min_label", "Low"), high: scale.get("max_label", "High")}
+    out = []
+    for order, n in enumerate(range(low, high + 1)):
+        name = f"{n} - {labels[n]}" if n in labels else str(n)
+        option_id = str(uuid.uuid5(_RATING_NS, f"{field_id}:{n}"))
+        out.append({"id": option_id, "name": name, "code": str(n), "order": order})
+    return out
 
 
 @dataclass
@@ -144,6 +181,20 @@ class ObjectDef:
     def object_type(self) -> str:
         """``standard`` or ``pipeline``."""
         return str(self.spec.get("object_type") or "standard")
+
+    @property
+    def stages(self) -> list[dict[str, Any]]:
+        """Pipeline stages in board order (empty for standard objects)."""
+        return sorted(self.spec.get("stages") or [], key=lambda s: s.get("order", 0))
+
+    @property
+    def stage_field(self) -> FieldDef | None:
+        """The default ``stage`` field of a pipeline object; written only through ``/move``."""
+        return self.by_name.get("stage") if self.object_type == "pipeline" else None
+
+    def stage(self, stage_id: str) -> dict[str, Any] | None:
+        """A stage by id."""
+        return next((s for s in self.stages if s["id"] == stage_id), None)
 
     def field(self, ref: str) -> FieldDef | None:
         """A field by UUID or API name."""
@@ -179,11 +230,18 @@ class ObjectDef:
             "url": f"{base_url}/api/custom-objects/{self.id}",
         }
 
-    def detail(self, base_url: str) -> dict[str, Any]:
-        """The object with its categories and fields (``GET /api/custom-objects/{id}``)."""
+    def detail(self, base_url: str, *, embed_fields: bool = True) -> dict[str, Any]:
+        """The object with its categories (``GET /api/custom-objects/{id}``).
+
+        Whether Kizen embeds the field list here is unknown (no source shows it); strict
+        mode leaves it out so that a client relying on it fails.
+        """
         out = self.minimal(base_url)
         out["categories"] = list(self.spec.get("categories", []))
-        out["fields"] = [f.public() for f in self.fields]
+        if self.object_type == "pipeline":
+            out["pipeline"] = {"stages": self.stages}
+        if embed_fields:
+            out["fields"] = [f.public() for f in self.fields]
         return out
 
 
@@ -196,6 +254,8 @@ class Business:
     team: dict[str, TeamMember]
     objects: list[ObjectDef]
     seed_records: dict[str, list[dict[str, Any]]]
+    timezone: str = "UTC"
+    files: dict[str, dict[str, Any]] = field(default_factory=dict)
     by_ref: dict[str, ObjectDef] = field(default_factory=dict)
     fields_by_id: dict[str, FieldDef] = field(default_factory=dict)
 
@@ -204,11 +264,18 @@ class Business:
         return self.by_ref.get(ref)
 
 
-def _field(raw: Mapping[str, Any], object_id: str) -> FieldDef:
+def _field(raw: Mapping[str, Any], object_id: str, stages: list[dict[str, Any]]) -> FieldDef:
     spec = {**FIELD_DEFAULTS, **raw}
     spec.setdefault("display_name", spec["name"])
     spec.setdefault("order", 0)
     spec["meta"] = dict(spec.get("meta") or {})
+    if spec["field_type"] == "rating" and not spec.get("options"):
+        spec["options"] = rating_options(spec["id"], spec.get("rating"))
+    if spec["name"] == "stage" and stages and not spec.get("options"):
+        spec["options"] = [
+            {"id": s["id"], "name": s["name"], "code": s.get("code"), "order": s.get("order", 0)}
+            for s in stages
+        ]
     fdef = FieldDef(
         id=spec["id"],
         name=spec["name"],
@@ -227,7 +294,8 @@ def _field(raw: Mapping[str, Any], object_id: str) -> FieldDef:
 
 def _object(raw: Mapping[str, Any]) -> ObjectDef:
     spec = dict(raw)
-    fields = [_field(f, spec["id"]) for f in spec.pop("fields")]
+    stages = list(spec.get("stages") or [])
+    fields = [_field(f, spec["id"], stages) for f in spec.pop("fields")]
     fields.sort(key=lambda f: f.spec["order"])
     return ObjectDef(
         id=spec["id"],
@@ -260,6 +328,8 @@ def load_business(source: Path | Mapping[str, Any]) -> Business:
         team=team,
         objects=objects,
         seed_records={k: list(v) for k, v in raw.get("records", {}).items()},
+        timezone=str(raw["business"].get("timezone") or "UTC"),
+        files={f["id"]: dict(f) for f in raw.get("files", [])},
     )
     for obj in objects:
         business.by_ref[obj.id] = obj
@@ -275,4 +345,6 @@ def load_business(source: Path | Mapping[str, Any]) -> Business:
                 rel is None or business.object(str(rel.get("related_object"))) is None
             ):
                 raise ValueError(f"field {obj.name}.{f.name} relates to an unknown object")
+        if obj.object_type == "pipeline" and (not obj.stages or obj.stage_field is None):
+            raise ValueError(f"pipeline object {obj.name!r} needs stages and a 'stage' field")
     return business

@@ -11,16 +11,18 @@ import os
 import socket
 import threading
 import time
+import weakref
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import uvicorn
 
 from kizen_sync.emulator.app import build_app, quiet_dropped_connections
 from kizen_sync.emulator.business import Business, load_business
 from kizen_sync.emulator.knobs import Faults, Knobs, RateLimiter, RequestLog
+from kizen_sync.emulator.proxy import ValidatingProxy
 from kizen_sync.emulator.routes import kizen_routes
 from kizen_sync.emulator.service import RecordService
 from kizen_sync.emulator.store import RecordStore
@@ -61,8 +63,16 @@ class Emulator:
         api_key, user_id, business_id: credentials to accept; each falls back to
             ``KIZEN_API_KEY`` / ``KIZEN_USER_ID`` / ``KIZEN_BUSINESS_ID``, then to the demo
             defaults of docs/architecture.md (the business id of the file for the business).
-        knobs: initial fault/latency knobs.
+        knobs: initial fault/latency knobs (``Knobs(strict=True)`` for strict mode).
+        validate: put a :class:`~kizen_sync.emulator.proxy.ValidatingProxy` in front of the
+            app (``emulator.proxy``), grading every request against the evidence; default
+            :attr:`validate_by_default` (the test suite turns it on for every emulator).
     """
+
+    #: Whether emulators validate requests unless told otherwise (tests set it).
+    validate_by_default: ClassVar[bool] = False
+    #: Every emulator created in this process and still alive (the test suite checks them).
+    instances: ClassVar[weakref.WeakSet[Emulator]] = weakref.WeakSet()
 
     def __init__(
         self,
@@ -73,6 +83,7 @@ class Emulator:
         user_id: str | None = None,
         business_id: str | None = None,
         knobs: Knobs | None = None,
+        validate: bool | None = None,
     ) -> None:
         self.business = business
         key, self.api_key_source = _pick(api_key, "KIZEN_API_KEY", DEMO_API_KEY)
@@ -86,10 +97,16 @@ class Emulator:
         self.service = RecordService(
             business, RecordStore(Path(state_path) if state_path else None)
         )
+        self.service.ignored_fields = frozenset(self._knobs.ignored_fields)
         with self.service.store.lock:
             if not self.service.store.load():
                 self._seed()
-        self.app = build_app(self, kizen_routes)
+        app = build_app(self, kizen_routes)
+        self.proxy: ValidatingProxy | None = None
+        if self.validate_by_default if validate is None else validate:
+            self.proxy = ValidatingProxy(app, business)
+        self.app = self.proxy or app
+        Emulator.instances.add(self)
 
     @classmethod
     def demo(
@@ -99,6 +116,7 @@ class Emulator:
         user_id: str | None = None,
         business_id: str | None = None,
         knobs: Knobs | None = None,
+        validate: bool | None = None,
     ) -> Emulator:
         """The demo business of docs/architecture.md."""
         return cls.from_file(
@@ -108,6 +126,7 @@ class Emulator:
             user_id=user_id,
             business_id=business_id,
             knobs=knobs,
+            validate=validate,
         )
 
     @classmethod
@@ -149,6 +168,7 @@ class Emulator:
             ValueError: unknown knob or out-of-range value (nothing is changed).
         """
         self._knobs = self._knobs.updated(changes)
+        self.service.ignored_fields = frozenset(self._knobs.ignored_fields)
         if "seed" in changes:
             self.faults.reseed(self._knobs.seed)
         return self._knobs
@@ -195,6 +215,13 @@ class Emulator:
             except ApiError as err:
                 raise ValueError(f"{err.status}: {err.body}") from None
             return rec.id
+
+    def upload_file(self, name: str) -> str:
+        """Upload a file to the business (what Kizen's upload flow ends with); returns its id,
+        the only kind of id a ``files`` field accepts.
+        """
+        with self.service.store.lock:
+            return self.service.upload_file(name)
 
     def schema(self, object_identifier: str) -> dict[str, Any]:
         """The object as ``GET /api/custom-objects/{id}`` returns it (fields, categories)."""

@@ -39,6 +39,13 @@ class Knobs:
         slow_ms: the extra delay of a slow response.
         seed: seed of the random generator behind ``error_rate``, ``drop_rate`` and
             ``slow_rate``.
+        strict: refuse every request shape the evidence does not confirm or document
+            (:mod:`kizen_sync.emulator.evidence`), answer ``unarchive`` with an empty
+            object and leave the field list out of the object detail (both unknown): a run
+            against a strict emulator shows where a sync depends on an unverified shape.
+        ignored_fields: API names of fields whose writes are accepted and not applied:
+            what Kizen may do with a shape it does not understand, and what read-after-write
+            verification exists to catch.
     """
 
     latency_ms: float = 0.0
@@ -48,6 +55,8 @@ class Knobs:
     slow_rate: float = 0.0
     slow_ms: float = 0.0
     seed: int | None = None
+    strict: bool = False
+    ignored_fields: tuple[str, ...] = ()
 
     def updated(self, changes: dict[str, Any]) -> Knobs:
         """A copy with ``changes`` applied and checked.
@@ -59,6 +68,8 @@ class Knobs:
         unknown = sorted(set(changes) - names)
         if unknown:
             raise ValueError(f"unknown knob(s): {', '.join(unknown)}")
+        if isinstance(changes.get("ignored_fields"), list):
+            changes = {**changes, "ignored_fields": tuple(changes["ignored_fields"])}
         new = replace(self, **changes)
         _check_number("latency_ms", new.latency_ms, low=0)
         _check_number("slow_ms", new.slow_ms, low=0)
@@ -68,6 +79,12 @@ class Knobs:
             _check_number(name, getattr(new, name), low=0, high=1)
         if new.seed is not None and (isinstance(new.seed, bool) or not isinstance(new.seed, int)):
             raise ValueError("seed must be an integer or null")
+        if not isinstance(new.strict, bool):
+            raise ValueError("strict must be true or false")
+        if not isinstance(new.ignored_fields, tuple) or not all(
+            isinstance(name, str) for name in new.ignored_fields
+        ):
+            raise ValueError("ignored_fields must be a list of field API names")
         return new
 
     def as_dict(self) -> dict[str, Any]:

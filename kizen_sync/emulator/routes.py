@@ -171,6 +171,14 @@ def kizen_routes(api: Api) -> list[Route]:
     def unarchive(request: Request, body: Any, can_write: bool) -> Response:
         obj = svc.object(request.path_params["object_identifier"])
         rec = svc.unarchive(obj, request.path_params["entity_id"])
+        if api.host.knobs.strict:  # the body of this answer is unknown: promise nothing
+            return json_response({})
+        return json_response(detail(obj, rec, obj.fields, can_write))
+
+    def move(request: Request, body: Any, can_write: bool) -> Response:
+        obj = svc.object(request.path_params["object_identifier"])
+        rec = svc.live(obj, request.path_params["entity_id"])
+        svc.move(obj, rec, _obj_body(body))
         return json_response(detail(obj, rec, obj.fields, can_write))
 
     def add(request: Request, body: Any, can_write: bool) -> Response:
@@ -208,10 +216,10 @@ def kizen_routes(api: Api) -> list[Route]:
     def lookup(request: Request, body: Any, can_write: bool) -> Response:
         obj = svc.object(request.path_params["object_identifier"])
         identifier = request.query_params.get("identifier")
-        if not identifier or not identifier.strip():
+        if not identifier:
             raise ApiError(400, {"identifier": ["This field is required."], "code": "required"})
-        rec = svc.store.holder(obj.id, identifier)
-        if rec is None or rec.archived:
+        rec = svc.lookup(obj, identifier)
+        if rec is None:
             raise not_found()
         all_fields = _bool(request, "all_fields", True)
         fields = (
@@ -286,11 +294,18 @@ def kizen_routes(api: Api) -> list[Route]:
 
     def get_object(request: Request, body: Any, can_write: bool) -> Response:
         obj = svc.object(request.path_params["object_ref"])
-        return json_response(obj.detail(str(request.base_url).rstrip("/")))
+        base = str(request.base_url).rstrip("/")
+        return json_response(obj.detail(base, embed_fields=not api.host.knobs.strict))
 
     def object_fields(request: Request, body: Any, can_write: bool) -> Response:
         obj = svc.object(request.path_params["object_ref"])
         return json_response([f.public() for f in obj.fields])
+
+    def stages(request: Request, body: Any, can_write: bool) -> Response:
+        obj = svc.object(request.path_params["object_pk"])
+        if obj.object_type != "pipeline":
+            raise not_found()
+        return json_response(obj.stages)
 
     def tags_of(obj: ObjectDef, request: Request) -> Response:
         f = obj.by_id.get(request.path_params["field_id"])
@@ -308,8 +323,11 @@ def kizen_routes(api: Api) -> list[Route]:
         page, size = _paging(request, {})
         return json_response(_page(request, tags, page, size))
 
-    def object_tags(request: Request, body: Any, can_write: bool) -> Response:
-        return tags_of(svc.object(request.path_params["object_ref"]), request)
+    def pipeline_tags(request: Request, body: Any, can_write: bool) -> Response:
+        obj = svc.object(request.path_params["object_pk"])
+        if obj.is_contacts:  # contacts serve their tags from /api/client/... (BC)
+            raise not_found()
+        return tags_of(obj, request)
 
     def contact_tags(request: Request, body: Any, can_write: bool) -> Response:
         return tags_of(svc.object("client_client"), request)
@@ -319,7 +337,10 @@ def kizen_routes(api: Api) -> list[Route]:
         api.route(co, "GET", list_objects),
         api.route(co + "/{object_ref}", "GET", get_object),
         api.route(co + "/{object_ref}/fields", "GET", object_fields),
-        api.route(co + "/{object_ref}/fields/{field_id:kuuid}/tags", "GET", object_tags),
+        api.route(
+            "/api/pipelines/{object_pk:kuuid}/fields/{field_id:kuuid}/tags", "GET", pipeline_tags
+        ),
+        api.route("/api/pipelines/{object_pk:kuuid}/stages", "GET", stages),
         api.route("/api/client/fields/{field_id:kuuid}/tags", "GET", contact_tags),
         api.route(_REC + "/add", "POST", add, write=True),
         api.route(_REC + "/lookup", "GET", lookup),
@@ -329,6 +350,7 @@ def kizen_routes(api: Api) -> list[Route]:
             "/api/records/{entity_id:kuuid}/field-values/{field_id:kuuid}", "GET", field_values
         ),
         api.route(_BY_ID + "/unarchive", "PATCH", unarchive, write=True),
+        api.route(_BY_ID + "/move", "PATCH", move, write=True),
         api.route(_BY_ID, "GET", get_record),
         api.route(_BY_ID, "PUT", update_record, write=True),
         api.route(_BY_ID, "PATCH", update_record, write=True),

@@ -1,11 +1,20 @@
 """Record semantics of the emulator, independent of HTTP.
 
-Identity rules (docs/kizen-api.md section 5, with the gaps decided as documented in the
-emulator README): the identifier (``name``, contacts ``email``) is unique within its object,
-archived records included, compared case-insensitively with whitespace normalised. Taking an
-identifier from a live record is a 400 ``unique``; from an archived one a 409 ``conflict``
-unless the caller asks to ``overwrite``, which renames the archived holder
-(``<name>_archived_<n>``, for e-mails ``<local>_archived_<n>@<domain>``).
+Identity rules, as the sources show them (``docs/architecture.md``, "Wire shapes"):
+
+- ``lookup`` matches the identifier (``name``, contacts ``email``) exactly as written; the
+  first live record holding it wins (AE: exact and case-sensitive).
+- ``upsert`` matches case-insensitively (``__iexact``, no trimming), first match wins (AE).
+- Names are not unique (Kizen's CLI: ``create`` duplicates rows); contact e-mails are
+  (unique across contacts, compared case-insensitively).
+- An archived record keeps its identifier: creating or renaming onto it is refused with a
+  400 ``conflict`` (the statuses Kizen documents for add, upsert and PATCH are 200/201/400;
+  no source shows a 409 there) unless the caller asks to ``unarchive`` it or to
+  ``overwrite``, which renames the archived holder (``<name>_archived_<n>``, for e-mails
+  ``<local>_archived_<n>@<domain>``).
+
+Pipeline objects start every record in their first stage; the stage changes only through
+:meth:`RecordService.move` (``PATCH .../move``), never through ``fields`` (AE, BC).
 """
 
 from __future__ import annotations
@@ -17,7 +26,7 @@ from typing import Any
 
 from kizen_sync.emulator.business import Business, FieldDef, ObjectDef, TeamMember
 from kizen_sync.emulator.store import Record, RecordStore
-from kizen_sync.emulator.values import is_blank, render
+from kizen_sync.emulator.values import is_blank, render, render_datetime
 from kizen_sync.emulator.writes import ApiError, Op, apply_ops, field_errors, parse_entries
 
 __all__ = ["SUMMARY_THRESHOLD", "RecordService", "not_found", "now_iso"]
@@ -36,13 +45,16 @@ _CONTACT_SEARCH = (
 
 
 def now_iso() -> str:
-    """Current time as Kizen renders datetimes: ISO 8601 with offset and microseconds."""
+    """Current time in UTC, as datetimes are stored (rendered in the business's zone)."""
     return datetime.now(UTC).isoformat(timespec="microseconds")
 
 
 def not_found() -> ApiError:
     """Kizen's 404 for a missing, archived or invisible resource."""
     return ApiError(404, {"detail": "Not found.", "code": "not_found"})
+
+
+_NOT_DERIVED = object()
 
 
 class RecordService:
@@ -52,6 +64,10 @@ class RecordService:
         self.business = business
         self.store = store
         self.team: dict[str, TeamMember] = business.team
+        self.files = business.files
+        self.timezone = business.timezone
+        #: Field API names whose writes are accepted and dropped (the ``ignored_fields`` knob).
+        self.ignored_fields: frozenset[str] = frozenset()
 
     # --- Resolver protocol (used by values.py) ---------------------------------------------
 
@@ -86,6 +102,11 @@ class RecordService:
             raise not_found()
         return rec
 
+    def lookup(self, obj: ObjectDef, identifier: str) -> Record | None:
+        """The first live record whose identifier is exactly ``identifier``."""
+        holders = self.store.holders(obj.id, identifier, exact=True)
+        return next((r for r in holders if not r.archived), None)
+
     def _contact_names(self, obj: ObjectDef, rec: Record) -> dict[str, str]:
         get = rec.values.get
         return {
@@ -104,6 +125,23 @@ class RecordService:
 
     # --- rendering ----------------------------------------------------------------------------
 
+    def _derived(self, obj: ObjectDef, rec: Record, f: FieldDef) -> Any:
+        """Values Kizen computes: system datetimes, the default ``display_name`` field
+        (the live capture shows it equal to the name), the pipeline stage.
+        """
+        if f.name in _SYSTEM and f.spec.get("is_read_only"):
+            return render_datetime(
+                rec.created if f.name == "created" else rec.updated, self.timezone
+            )
+        if f.name == "display_name" and not obj.is_contacts:
+            return self.display_name(obj, rec) or None
+        if f is obj.stage_field:
+            stage = obj.stage(str(rec.values.get(f.id)))
+            if stage is None:
+                return None
+            return {k: stage.get(k) for k in ("id", "name", "status", "order")}
+        return _NOT_DERIVED
+
     def render_record(
         self, obj: ObjectDef, rec: Record, fields: Iterable[FieldDef], *, can_write: bool
     ) -> dict[str, Any]:
@@ -116,9 +154,11 @@ class RecordService:
                 "field_type": f.field_type,
                 "display_name": f.display_name,
             }
-            if f.name in _SYSTEM and f.spec.get("is_read_only"):
-                entry["value"] = rec.created if f.name == "created" else rec.updated
-                out[f.id] = entry
+            derived = self._derived(obj, rec, f)
+            if derived is not _NOT_DERIVED:
+                if derived is not None:
+                    entry["value"] = derived
+                    out[f.id] = entry
                 continue
             stored = rec.values.get(f.id)
             if stored is None:
@@ -154,6 +194,24 @@ class RecordService:
 
     # --- writes -------------------------------------------------------------------------------
 
+    def upload_file(self, name: str) -> str:
+        """Register an uploaded file (what ``POST /api/s3/success`` confirms); returns its id."""
+        file_id = str(uuid.uuid4())
+        self.files[file_id] = {"id": file_id, "name": name}
+        return file_id
+
+    def _parse(self, obj: ObjectDef, entries: Any) -> list[Op]:
+        """Validated ops, minus writes the ``ignored_fields`` knob drops silently (and the
+        default ``display_name`` field, which Kizen derives from the record's name).
+        """
+        ops = parse_entries(obj, entries, self)
+        return [
+            op
+            for op in ops
+            if op.field.name not in self.ignored_fields
+            and not (op.field.name == "display_name" and not obj.is_contacts)
+        ]
+
     def _ident_index(self, ops: list[Op], obj: ObjectDef) -> int | None:
         hits = [op.index for op in ops if op.field.id == obj.identifier.id]
         return hits[-1] if hits else None
@@ -171,6 +229,15 @@ class RecordService:
         holder.updated = now_iso()
         self.store.save(holder, candidate)
 
+    def _refuse(
+        self, obj: ObjectDef, ops: list[Op], count: int, message: str, code: str
+    ) -> ApiError:
+        """A positional 400 on the identifier entry, or a non-field one without it."""
+        where = self._ident_index(ops, obj)
+        if where is None:
+            return field_errors(count, {}, [message])
+        return field_errors(count, {where: {"value": [message], "code": [code]}})
+
     def _check_identity(
         self,
         obj: ObjectDef,
@@ -179,36 +246,29 @@ class RecordService:
         ops: list[Op],
         count: int,
         archived_conflict: str | None,
-    ) -> Record | None:
-        """Refuse a taken identifier; return the archived holder to rename on overwrite."""
+    ) -> list[Record]:
+        """Refuse a taken identifier; return the archived holders to rename on overwrite."""
         ident = values.get(obj.identifier.id)
         if not ident:
-            return None
-        holder = self.store.holder(obj.id, ident)
-        if holder is None or holder.id == rec_id:
-            return None
-        if not holder.archived:
-            where = self._ident_index(ops, obj)
+            return []
+        others = [r for r in self.store.holders(obj.id, ident, exact=False) if r.id != rec_id]
+        if obj.is_contacts and any(not r.archived for r in others):
             message = f"A record with this {obj.identifier.name} already exists."
-            if where is None:
-                raise field_errors(count, {}, [message])
-            raise field_errors(count, {where: {"value": [message], "code": ["unique"]}})
-        if archived_conflict != "overwrite":
-            raise ApiError(
-                409,
-                {
-                    "detail": f"An archived record already uses this {obj.identifier.name}.",
-                    "code": "conflict",
-                    "archived_record_id": holder.id,
-                },
+            raise self._refuse(obj, ops, count, message, "unique")
+        archived = [r for r in others if r.archived]
+        if archived and archived_conflict != "overwrite":
+            message = (
+                f"An archived record already uses this {obj.identifier.name}; restore it or "
+                "pass overwrite to rename it."
             )
-        return holder
+            raise self._refuse(obj, ops, count, message, "conflict")
+        return archived
 
     def _required_missing(self, obj: ObjectDef, values: dict[str, Any]) -> list[str]:
         return [
             f"Field '{f.name}' is required."
             for f in obj.fields
-            if f.spec.get("is_required") and f.id not in values
+            if f.spec.get("is_required") and f.id not in values and f is not obj.stage_field
         ]
 
     def create(
@@ -220,24 +280,29 @@ class RecordService:
         record_id: str | None = None,
     ) -> tuple[Record, str]:
         """Create (or, with ``unarchive``, restore) a record; returns it and the action."""
-        ops = parse_entries(obj, entries, self)
+        ops = self._parse(obj, entries)
         values = apply_ops({}, ops)
         missing = self._required_missing(obj, values)
         if missing:
             raise field_errors(len(ops), {}, missing)
         ident = values.get(obj.identifier.id)
-        holder = self.store.holder(obj.id, ident) if ident else None
-        if holder is not None and holder.archived and unarchive == "unarchive":
-            holder.values = apply_ops(holder.values, ops)
-            holder.archived = False
-            holder.updated = now_iso()
-            self.store.save(holder, ident)
-            return holder, "unarchived"
+        if ident and unarchive == "unarchive":
+            archived = [r for r in self.store.holders(obj.id, ident, exact=False) if r.archived]
+            if archived:
+                holder = archived[0]
+                holder.values = apply_ops(holder.values, ops)
+                holder.archived = False
+                holder.updated = now_iso()
+                self.store.save(holder, holder.values.get(obj.identifier.id))
+                return holder, "unarchived"
         to_rename = self._check_identity(
             obj, None, values, ops, len(ops), "overwrite" if unarchive == "overwrite" else None
         )
-        if to_rename is not None:
-            self._rename_archived(obj, to_rename)
+        for holder in to_rename:
+            self._rename_archived(obj, holder)
+        stage = obj.stage_field
+        if stage is not None:
+            values[stage.id] = obj.stages[0]["id"]
         stamp = now_iso()
         rec = Record(
             id=record_id or str(uuid.uuid4()),
@@ -253,11 +318,11 @@ class RecordService:
         self, obj: ObjectDef, rec: Record, entries: Any, archived_conflict: str | None
     ) -> list[Op]:
         """Apply entries to a live record; returns the ops (their fields were "updated")."""
-        ops = parse_entries(obj, entries, self)
+        ops = self._parse(obj, entries)
         values = apply_ops(rec.values, ops)
         to_rename = self._check_identity(obj, rec.id, values, ops, len(ops), archived_conflict)
-        if to_rename is not None:
-            self._rename_archived(obj, to_rename)
+        for holder in to_rename:
+            self._rename_archived(obj, holder)
         rec.values = values
         rec.updated = now_iso()
         self.store.save(rec, values.get(obj.identifier.id))
@@ -272,25 +337,27 @@ class RecordService:
         oncreate_unarchive: str | None,
         onupdate_archived_conflict: str | None,
     ) -> tuple[Record, str, list[Op]]:
-        """Update the live match of ``lookup_value`` or create; archived matches follow
-        ``oncreate_unarchive`` (``prompt``/null -> 409, ``unarchive``, ``overwrite``).
+        """Update the first live ``__iexact`` match of ``lookup_value`` or create; archived
+        matches follow ``oncreate_unarchive`` (``prompt``/null -> 400, ``unarchive``,
+        ``overwrite``).
         """
         ident = obj.identifier
-        holder = self.store.holder(obj.id, lookup_value)
-        if holder is not None and not holder.archived:
-            ops = self.update(obj, holder, entries, onupdate_archived_conflict)
-            return holder, "updated", ops
-        if holder is not None and oncreate_unarchive not in ("unarchive", "overwrite"):
-            raise ApiError(
-                409,
-                {
-                    "detail": f"An archived record matches this {ident.name}; pass"
-                    " oncreate_unarchive 'unarchive' or 'overwrite'.",
-                    "code": "conflict",
-                    "archived_record_id": holder.id,
-                },
+        holders = self.store.holders(obj.id, lookup_value, exact=False)
+        live = [r for r in holders if not r.archived]
+        if live:
+            ops = self.update(obj, live[0], entries, onupdate_archived_conflict)
+            return live[0], "updated", ops
+        if holders and oncreate_unarchive not in ("unarchive", "overwrite"):
+            raise field_errors(
+                len(entries) if isinstance(entries, list) else 0,
+                {},
+                [
+                    f"An archived record matches this {ident.name}; pass oncreate_unarchive "
+                    "'unarchive' to restore it or 'overwrite' to create a new one."
+                ],
             )
-        if holder is not None and oncreate_unarchive == "unarchive":
+        if holders and oncreate_unarchive == "unarchive":
+            holder = holders[0]
             ops = self.update(obj, holder, entries, onupdate_archived_conflict)
             holder.archived = False
             self.store.save(holder, holder.values.get(ident.id))
@@ -304,6 +371,18 @@ class RecordService:
         rec, action = self.create(obj, entries, unarchive=oncreate_unarchive)
         return rec, action, []
 
+    def move(self, obj: ObjectDef, rec: Record, body: dict[str, Any]) -> None:
+        """``PATCH .../move``: put a pipeline record into another stage."""
+        stage_field = obj.stage_field
+        if stage_field is None:
+            raise ApiError(400, {"non_field_errors": [f"Object '{obj.name}' is not a pipeline."]})
+        stage_id = body.get("stage_id")
+        if not isinstance(stage_id, str) or obj.stage(stage_id.lower()) is None:
+            raise ApiError(400, {"stage_id": [f"Invalid stage id '{stage_id}'."]})
+        rec.values[stage_field.id] = stage_id.lower()
+        rec.updated = now_iso()
+        self.store.save(rec, rec.values.get(obj.identifier.id))
+
     def archive(self, obj: ObjectDef, rec: Record) -> None:
         """Soft-delete: the record keeps its data and its identifier."""
         rec.archived = True
@@ -311,10 +390,14 @@ class RecordService:
         self.store.save(rec, rec.values.get(obj.identifier.id))
 
     def unarchive(self, obj: ObjectDef, record_id: str) -> Record:
-        """Restore an archived record (404 when unknown or already live)."""
+        """Restore an archived record: 404 when unknown, 400 when it is not archived (the
+        live contract lists 200 and 400 only).
+        """
         rec = self.store.by_id.get(record_id.lower())
-        if rec is None or rec.object_id != obj.id or not rec.archived:
+        if rec is None or rec.object_id != obj.id:
             raise not_found()
+        if not rec.archived:
+            raise ApiError(400, {"non_field_errors": ["This record is not archived."]})
         rec.archived = False
         rec.updated = now_iso()
         self.store.save(rec, rec.values.get(obj.identifier.id))

@@ -1,10 +1,14 @@
 """In-memory record storage with the identifier index and optional SQLite write-through.
 
-Records live in plain dicts (the request path must stay cheap); each object keeps an index
-from normalised identifier (``name``, or ``email`` for contacts) to record id that includes
-archived records, because Kizen keeps an archived record's identifier reserved. With a state
-file every change is written through to SQLite in WAL mode with ``synchronous=OFF``: a demo
-survives a restart of the emulator, and a write costs tens of microseconds.
+Records live in plain dicts (the request path must stay cheap); each object keeps two indexes
+from identifier (``name``, or ``email`` for contacts) to the records holding it, archived ones
+included (Kizen keeps an archived record's identifier reserved): one by the identifier exactly
+as written (``lookup`` is exact and case-sensitive, AE) and one case-folded (``upsert``
+matches ``__iexact``, AE). Names are not unique in real businesses (Kizen's CLI: ``create``
+duplicates them), so an identifier can be held by several records; "first" means first
+created. With a state file every change is written through to SQLite in WAL mode with
+``synchronous=OFF``: a demo survives a restart of the emulator, and a write costs tens of
+microseconds.
 """
 
 from __future__ import annotations
@@ -16,12 +20,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-__all__ = ["Record", "RecordStore", "identifier_key"]
+__all__ = ["Record", "RecordStore", "iexact_key"]
 
 
-def identifier_key(value: str) -> str:
-    """Case-insensitive, whitespace-normalised form used for uniqueness, lookup and upsert."""
-    return " ".join(value.split()).casefold()
+def iexact_key(value: str) -> str:
+    """The form Django's ``__iexact`` compares: case folded, whitespace kept as written."""
+    return value.casefold()
 
 
 @dataclass
@@ -35,6 +39,7 @@ class Record:
     values: dict[str, Any] = field(default_factory=dict)
     archived: bool = False
     indexed_as: str | None = None
+    seq: int = -1
 
 
 class RecordStore:
@@ -51,7 +56,10 @@ class RecordStore:
         self.lock = threading.RLock()
         self.by_id: dict[str, Record] = {}
         self.by_object: dict[str, dict[str, Record]] = {}
-        self._ident: dict[str, dict[str, str]] = {}
+        # object id -> identifier (exact / case folded) -> ids of the records holding it
+        self._exact: dict[str, dict[str, list[str]]] = {}
+        self._folded: dict[str, dict[str, list[str]]] = {}
+        self._seq = 0
         self._db: sqlite3.Connection | None = None
         if state_path is not None:
             self._db = sqlite3.connect(
@@ -95,18 +103,23 @@ class RecordStore:
         """Records of one object in creation order (archived included)."""
         return self.by_object.get(object_id, {})
 
-    def holder(self, object_id: str, identifier: str) -> Record | None:
-        """The record (live or archived) holding this identifier in the object."""
-        rid = self._ident.get(object_id, {}).get(identifier_key(identifier))
-        return self.by_id.get(rid) if rid else None
+    def holders(self, object_id: str, identifier: str, *, exact: bool) -> list[Record]:
+        """Records (live and archived) holding this identifier, first created first.
+
+        ``exact`` compares as written (lookup); otherwise case-insensitively (upsert).
+        """
+        index = self._exact if exact else self._folded
+        key = identifier if exact else iexact_key(identifier)
+        found = [self.by_id[rid] for rid in index.get(object_id, {}).get(key, ())]
+        return sorted(found, key=lambda r: r.seq)
 
     def identifier_taken(self, object_id: str, identifier: str) -> bool:
-        """True when any record of the object holds this identifier."""
-        return identifier_key(identifier) in self._ident.get(object_id, {})
+        """True when any record of the object holds this identifier (case-insensitively)."""
+        return bool(self._folded.get(object_id, {}).get(iexact_key(identifier)))
 
     def save(self, record: Record, identifier: str | None) -> None:
         """Insert or replace a record, re-index its identifier and write it through."""
-        self._index(record, identifier_key(identifier) if identifier else None)
+        self._index(record, identifier or None)
         if self._db is not None:
             self._db.execute(
                 "INSERT INTO records (id, object_id, archived, created, updated, indexed_as, data)"
@@ -124,12 +137,23 @@ class RecordStore:
                 ),
             )
 
-    def _index(self, record: Record, key: str | None) -> None:
-        index = self._ident.setdefault(record.object_id, {})
-        if record.indexed_as is not None and index.get(record.indexed_as) == record.id:
-            del index[record.indexed_as]
-        record.indexed_as = key
-        if key is not None:
-            index[key] = record.id
+    def _index(self, record: Record, identifier: str | None) -> None:
+        if record.seq < 0:
+            record.seq = self._seq
+            self._seq += 1
+        old = record.indexed_as
+        if old != identifier:
+            if old is not None:
+                for index, key in ((self._exact, old), (self._folded, iexact_key(old))):
+                    holders = index.get(record.object_id, {}).get(key)
+                    if holders and record.id in holders:
+                        holders.remove(record.id)
+            if identifier is not None:
+                for index, key in (
+                    (self._exact, identifier),
+                    (self._folded, iexact_key(identifier)),
+                ):
+                    index.setdefault(record.object_id, {}).setdefault(key, []).append(record.id)
+            record.indexed_as = identifier
         self.by_id[record.id] = record
         self.by_object.setdefault(record.object_id, {})[record.id] = record

@@ -5,6 +5,12 @@ that reads can render the documented shapes from current data: a related record 
 shows its new name, exactly as Kizen resolves relations at read time. Every rejection raises
 :class:`ValueRejected` carrying Kizen's error code, which the record service places at the
 position of the offending request entry.
+
+Where a source shows Kizen refusing something, so does the emulator (``docs/architecture.md``,
+"Wire shapes"): a ``files`` value is an array of ids of files uploaded to the business, never
+a bare id; a rating is one of its field's options; a decimal with more places than its field
+keeps is refused, not rounded. Datetimes are stored in UTC and rendered in the business's time
+zone with its offset, as the live captures show.
 """
 
 from __future__ import annotations
@@ -15,13 +21,22 @@ from collections.abc import Callable
 from datetime import UTC, date, datetime
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from typing import Any, Protocol
+from zoneinfo import ZoneInfo
 
 import phonenumbers
 from email_validator import EmailNotValidError, validate_email
 
 from kizen_sync.emulator.business import FieldDef, TeamMember
 
-__all__ = ["Resolver", "ValueRejected", "is_blank", "render", "validate_items", "validate_value"]
+__all__ = [
+    "Resolver",
+    "ValueRejected",
+    "is_blank",
+    "render",
+    "render_datetime",
+    "validate_items",
+    "validate_value",
+]
 
 _UUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 _INT_MIN, _INT_MAX = -(2**31), 2**31 - 1
@@ -43,6 +58,10 @@ class Resolver(Protocol):
     """What validation and rendering need from the record store."""
 
     team: dict[str, TeamMember]
+    #: Files uploaded to the business, by id: the only ids a ``files`` field accepts.
+    files: dict[str, dict[str, Any]]
+    #: The business's IANA time zone, in which datetimes are rendered.
+    timezone: str
 
     def live_record_exists(self, object_id: str, record_id: str) -> bool:
         """True when the record exists in that object and is not archived."""
@@ -138,6 +157,18 @@ def _integer(f: FieldDef, raw: Any, _: Resolver) -> int:
     return int(number)
 
 
+def _places(number: Decimal, places: int) -> float:
+    """The number as stored; more decimal places than the field keeps is refused (Kizen may
+    refuse rather than round: no source shows it rounding), with Django's message.
+    """
+    exponent = number.normalize().as_tuple().exponent
+    if isinstance(exponent, int) and -exponent > places:
+        raise ValueRejected(
+            f"Ensure that there are no more than {places} decimal places.", "max_decimal_places"
+        )
+    return float(number.quantize(Decimal(1).scaleb(-places), ROUND_HALF_UP))
+
+
 def _decimal(f: FieldDef, raw: Any, _: Resolver) -> float:
     number = _number(raw)
     opts = f.spec.get("decimal_options") or {}
@@ -147,8 +178,7 @@ def _decimal(f: FieldDef, raw: Any, _: Resolver) -> float:
         raise ValueRejected(f"Ensure this value is less than or equal to {high}.", "max_value")
     if number < low:
         raise ValueRejected(f"Ensure this value is greater than or equal to {low}.", "min_value")
-    places = int(opts.get("decimal_places", 2))
-    return float(number.quantize(Decimal(1).scaleb(-places), ROUND_HALF_UP))
+    return _places(number, int(opts.get("decimal_places", 2)))
 
 
 def _money(f: FieldDef, raw: Any, _: Resolver) -> float:
@@ -157,7 +187,7 @@ def _money(f: FieldDef, raw: Any, _: Resolver) -> float:
         raise ValueRejected(
             f"Ensure the amount is at most {_MONEY_MAX} in absolute value.", "max_value"
         )
-    return float(number.quantize(Decimal("0.01"), ROUND_HALF_UP))
+    return _places(number, 2)
 
 
 def _date(f: FieldDef, raw: Any, _: Resolver) -> str:
@@ -179,7 +209,14 @@ def _datetime(f: FieldDef, raw: Any, _: Resolver) -> str:
         raise ValueRejected("Datetime has wrong format. Use ISO 8601.") from None
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=UTC)
-    return parsed.isoformat(timespec="microseconds")
+    return parsed.astimezone(UTC).isoformat(timespec="microseconds")
+
+
+def render_datetime(stored: str, zone: str) -> str:
+    """A stored UTC datetime as Kizen renders it: in the business's zone, with its offset."""
+    return (
+        datetime.fromisoformat(stored).astimezone(ZoneInfo(zone)).isoformat(timespec="microseconds")
+    )
 
 
 def _checkbox(f: FieldDef, raw: Any, _: Resolver) -> bool:
@@ -200,14 +237,18 @@ def _option(f: FieldDef, raw: Any, _: Resolver) -> str:
     return ref
 
 
-def _rating(f: FieldDef, raw: Any, _: Resolver) -> int:
-    if isinstance(raw, bool) or not isinstance(raw, int):
-        raise ValueRejected("A valid integer is required.")
-    scale = f.spec.get("rating") or {}
-    low, high = int(scale.get("min_value", 1)), int(scale.get("max_value", 5))
-    if not low <= raw <= high:
-        raise ValueRejected(f"Rating must be between {low} and {high}.", "invalid_choice")
-    return raw
+def _rating(f: FieldDef, raw: Any, ctx: Resolver) -> str:
+    """Ratings are option-backed (live): an option as for a dropdown, or the rating number,
+    which is matched to the option whose code it is (what Kizen's CLI sends; unverified).
+    """
+    if isinstance(raw, int) and not isinstance(raw, bool):
+        option = next((o for o in f.options_by_id.values() if o.get("code") == str(raw)), None)
+        if option is None:
+            codes = sorted(int(o["code"]) for o in f.options_by_id.values())
+            low, high = (codes[0], codes[-1]) if codes else (1, 5)
+            raise ValueRejected(f"Rating must be between {low} and {high}.", "invalid_choice")
+        return str(option["id"])
+    return _option(f, raw, ctx)
 
 
 def _timezone(f: FieldDef, raw: Any, _: Resolver) -> str:
@@ -233,8 +274,25 @@ def _related(f: FieldDef, raw: Any, ctx: Resolver) -> str:
     return ref
 
 
-def _file(f: FieldDef, raw: Any, _: Resolver) -> str:
-    return _uuid_ref(raw, "file")
+def _file(f: FieldDef, raw: Any, ctx: Resolver) -> str:
+    ref = _uuid_ref(raw, "file")
+    if ref not in ctx.files:
+        raise ValueRejected(f"File '{ref}' was not uploaded.", "does_not_exist")
+    return ref
+
+
+def _files(f: FieldDef, raw: Any, ctx: Resolver) -> list[str]:
+    """A files value is an array of uploaded-file ids (AE); one file at most unless the
+    field allows several. A bare id is refused: that is not Kizen's shape.
+    """
+    if not isinstance(raw, list):
+        raise ValueRejected(
+            f'Expected a list of items but got type "{type(raw).__name__}".', "not_a_list"
+        )
+    ids = list(dict.fromkeys(_file(f, item, ctx) for item in raw))
+    if len(ids) > 1 and not f.allow_multiple:
+        raise ValueRejected(f"Field '{f.name}' holds one file.", "invalid")
+    return ids
 
 
 def _tag(f: FieldDef, raw: Any, _: Resolver) -> str:
@@ -267,7 +325,7 @@ _SCALARS: dict[str, _Scalar] = {
     "timezone": _timezone,
     "team_selector": _team,
     "relationship": _related,
-    "files": _file,
+    "files": _files,
     **dict.fromkeys(_OPTION_TYPES, _option),
 }
 
@@ -292,6 +350,8 @@ def validate_items(f: FieldDef, raw: Any, ctx: Resolver) -> list[str]:
 
 def validate_value(f: FieldDef, raw: Any, ctx: Resolver) -> Any:
     """Validate a ``value`` for the field; ``None`` means "clear" and is checked by the caller."""
+    if f.field_type == "files":
+        return _files(f, raw, ctx)
     if f.multi:
         return validate_items(f, raw, ctx)
     if f.field_type in ("checkboxes", "dynamictags"):
@@ -312,8 +372,10 @@ def _tag_shape(f: FieldDef, tag_id: str) -> dict[str, Any]:
 
 
 def render(f: FieldDef, stored: Any, ctx: Resolver) -> Any:
-    """The documented read shape of a stored value."""
+    """The documented read shape of a stored value (unknown ones as described in README)."""
     kind = f.field_type
+    if kind == "datetime":
+        return render_datetime(stored, ctx.timezone)
     if kind == "money":
         opts = f.spec.get("money_options") or {}
         return {
@@ -321,7 +383,7 @@ def render(f: FieldDef, stored: Any, ctx: Resolver) -> Any:
             "symbol": opts.get("symbol", "$"),
             "amount": stored,
         }
-    if kind in _OPTION_TYPES:
+    if kind in _OPTION_TYPES or kind == "rating":
         return _option_shape(f, stored)
     if kind == "checkboxes":
         return [_option_shape(f, s) for s in stored]
@@ -337,5 +399,6 @@ def render(f: FieldDef, stored: Any, ctx: Resolver) -> Any:
             return [s for s in shapes if s is not None]
         return ctx.relation_shape(target, stored)
     if kind == "files":
-        return [{"id": s} for s in stored] if f.multi else {"id": stored}
+        ids = stored if isinstance(stored, list) else [stored]
+        return [{"id": s, "name": str(ctx.files.get(s, {}).get("name", ""))} for s in ids]
     return stored

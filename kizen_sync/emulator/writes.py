@@ -94,6 +94,13 @@ def _parse_one(obj: ObjectDef, index: int, entry: Any, ctx: Resolver) -> Op:
     kind = kinds[0]
     if f.spec.get("is_read_only") or f.name in _SYSTEM:
         raise _Bad(kind, f"Field '{f.name}' is read-only.", "forbidden_field_write")
+    if f is obj.stage_field:
+        raise _Bad(
+            kind,
+            "The stage of a pipeline record changes through PATCH "
+            "/api/records/{object}/{id}/move with a stage_id, not through fields.",
+            "invalid",
+        )
     raw = entry[kind]
     if kind != "value":
         if not f.multi:

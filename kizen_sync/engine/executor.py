@@ -27,10 +27,12 @@ from kizen_sync.client import KizenClient, capture_attempts
 from kizen_sync.client.attempts import AttemptInfo
 from kizen_sync.config import FieldMapping, SyncConfig
 from kizen_sync.engine import planner
+from kizen_sync.engine.verify import VerifyPolicy, verify_written
 from kizen_sync.errors import (
     FatalError,
     KizenValidationError,
     MappingError,
+    NotAppliedError,
     NotFoundError,
     SkippableError,
 )
@@ -112,7 +114,7 @@ def _error_fields(error: BaseException | None) -> dict[str, Any]:
         "error_class": type(error).__name__,
         "error_message": str(error) or type(error).__name__,
     }
-    if isinstance(error, KizenValidationError | MappingError):
+    if isinstance(error, KizenValidationError | MappingError | NotAppliedError):
         # One message list per field: Kizen's own for a 400, every collected problem of a
         # row the planner rejected (not only the first one the message starts with).
         fields["field_errors"] = error.messages_by_field() or None
@@ -182,6 +184,8 @@ class Executor:
         before_send: called before each op's first request; raising a
             :class:`~kizen_sync.errors.FatalError` stops the run (the runner's lease check:
             a run that lost its lease must not send).
+        verify: which written records to read back and compare (:mod:`.verify`); a record
+            Kizen accepted but does not hold as sent fails with ``NotAppliedError``.
     """
 
     def __init__(
@@ -197,8 +201,10 @@ class Executor:
         progress: Callable[[int, int], None] | None = None,
         log: logging.Logger | None = None,
         before_send: Callable[[], None] | None = None,
+        verify: VerifyPolicy | None = None,
     ) -> None:
         self.client = client
+        self.verify = verify or VerifyPolicy()
         self.schema = schema
         self.object = schema.name
         self.sink = sink
@@ -344,11 +350,15 @@ class Executor:
             raise _Failed(op.error or SkippableError("the planner rejected this row"))
         if op.op is Operation.NOOP:
             return op.kizen_id, "noop"
-        if op.op is Operation.CREATE:
-            return await self._create(op)
         if op.op is Operation.ARCHIVE:
             return await self._archive(op), "archived"
-        return await self._update(op)
+        kizen_id, kind = await (self._create(op) if op.op is Operation.CREATE else self._update(op))
+        if kind != "noop" and op.changes and self.verify.chosen(op.source_key):
+            try:
+                await verify_written(self.client, self.schema, kizen_id, op)
+            except NotAppliedError as exc:
+                raise _Failed(exc) from exc
+        return kizen_id, kind
 
     async def _create(self, op: PlannedOp) -> tuple[str, str]:
         """Upsert by identifier: idempotent, so a create whose outcome was lost never
@@ -388,14 +398,15 @@ class Executor:
                 )
             kizen_id = record.id
         if op.restore:
-            await self.client.unarchive_record(self.object, kizen_id)
+            await self._unarchive(kizen_id)
         entries = list(op.entries)
         if op.mirror:
             entries.extend(await self._mirror_entries(kizen_id, op.mirror))
         if not entries:
             return kizen_id, "updated" if op.restore else "noop"
         try:
-            await self.client.patch_record(self.object, kizen_id, entries)
+            for batch in one_entry_per_field(entries):
+                await self.client.patch_record(self.object, kizen_id, batch)
         except NotFoundError as exc:
             raise _Failed(
                 NotFoundError(
@@ -408,6 +419,16 @@ class Executor:
                 )
             ) from exc
         return kizen_id, "updated"
+
+    async def _unarchive(self, kizen_id: str) -> None:
+        """Restore a record we archived. A refusal is not the end: the record may have been
+        restored in Kizen meanwhile (400, the only other documented status) or be gone (404);
+        the PATCH that follows then succeeds, or fails with a message that says which.
+        """
+        try:
+            await self.client.unarchive_record(self.object, kizen_id)
+        except (KizenValidationError, NotFoundError) as exc:
+            self.log.debug("unarchive of %s refused (%s); sending the update anyway", kizen_id, exc)
 
     async def _mirror_entries(
         self, kizen_id: str, mirror: dict[str, tuple[str, ...]]
@@ -448,6 +469,28 @@ class Executor:
             if remove:
                 entries.append({**address, "remove_values": list(remove)})
         return entries
+
+
+def one_entry_per_field(entries: Sequence[dict[str, Any]]) -> list[list[dict[str, Any]]]:
+    """Split entries into requests that each address a field at most once.
+
+    No source shows two entries for one field in one request (``add_values`` then
+    ``remove_values``), so a field that needs both gets them in two PATCHes, sent in order.
+    Both are set operations, so repeating either after a retry or a crash is harmless.
+    """
+    batches: list[list[dict[str, Any]]] = []
+    used: list[set[str]] = []
+    for entry in entries:
+        key = str(entry.get("id") or entry.get("name"))
+        for batch, keys in zip(batches, used, strict=True):
+            if key not in keys:
+                batch.append(entry)
+                keys.add(key)
+                break
+        else:
+            batches.append([entry])
+            used.append({key})
+    return batches
 
 
 def _mappings_by_name(sync: SyncConfig | None, schema: ObjectSchema) -> dict[str, FieldMapping]:

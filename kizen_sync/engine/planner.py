@@ -14,6 +14,11 @@ The plan decides *what* to send; the executor only sends it. Decisions made here
   people added in Kizen survive; in ``mirror`` mode the desired set goes to
   ``PlannedOp.mirror`` and the executor diffs it against Kizen's current values. A field with
   additions and removals becomes two entries for the same field (add, then remove).
+- **Addressing.** Entries name fields as the mapping does (API name or field UUID), except
+  that a contact is created with entries by field id: Kizen's platform notes saw name-keyed
+  contact creates answer 403 for service accounts, while ids work (AE).
+- **NULL into a field that refuses null** (``allows_nulls: false``) fails the row instead of
+  sending ``{"value": null}`` Kizen would refuse.
 - **Identity.** A ``record_id_column`` gives the id (a NULL creates by identifier in upsert
   mode); otherwise the id remembered in the state is used, and without one upsert mode
   creates and update mode asks the executor to look the record up by identifier.
@@ -81,26 +86,28 @@ class _Column:
 class _Draft:
     """The op under construction."""
 
+    by_id: bool = False  # address every entry by field id (contact creates)
     entries: list[dict[str, Any]] = field(default_factory=list)
     changes: list[FieldChange] = field(default_factory=list)
     new_values: dict[str, Any] = field(default_factory=dict)
     mirror: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
+    def address(self, col: _Column) -> dict[str, str]:
+        return field_address(col.spec, col.field, by_id=self.by_id)
 
-def field_address(spec: FieldMapping | None, target: FieldSchema) -> dict[str, str]:
+
+def field_address(
+    spec: FieldMapping | None, target: FieldSchema, *, by_id: bool = False
+) -> dict[str, str]:
     """Address a field the way its mapping did: by API name or by field UUID.
 
     Shared with the executor's mirror entries so that every entry sent for one mapping
     addresses the field the same way (a mapping by UUID keeps working after a rename).
-    Without a mapping the API name is used.
+    Without a mapping the API name is used; ``by_id`` forces the field id (contact creates).
     """
-    if spec is not None and spec.field == target.id and spec.field != target.name:
+    if by_id or (spec is not None and spec.field == target.id and spec.field != target.name):
         return {"id": target.id}
     return {"name": target.name}
-
-
-def _address(col: _Column) -> dict[str, str]:
-    return field_address(col.spec, col.field)
 
 
 def _coerce_row(
@@ -184,7 +191,7 @@ def _plan_scalar(draft: _Draft, col: _Column, old: Any, mode: _Mode) -> None:
     else:
         send = mode != "diff" or old != new
     if send:
-        draft.entries.append({**_address(col), "value": mapping.to_wire(col.field, new)})
+        draft.entries.append({**draft.address(col), "value": mapping.to_wire(col.field, new)})
         draft.changes.append(FieldChange(field=name, before=before, after=new))
 
 
@@ -199,7 +206,9 @@ def _plan_multi(draft: _Draft, col: _Column, old: Any, mode: _Mode) -> None:
     desired: list[str] = new or []
     if mode == "create":
         if desired:
-            draft.entries.append({**_address(col), "value": mapping.to_wire(col.field, desired)})
+            draft.entries.append(
+                {**draft.address(col), "value": mapping.to_wire(col.field, desired)}
+            )
             draft.changes.append(FieldChange(field=name, after=new, add=tuple(desired)))
         return
     if col.spec.multi_mode == "mirror":
@@ -211,17 +220,19 @@ def _plan_multi(draft: _Draft, col: _Column, old: Any, mode: _Mode) -> None:
     if mode == "all":
         add = tuple(desired)
     if add:
-        draft.entries.append({**_address(col), "add_values": list(add)})
+        draft.entries.append({**draft.address(col), "add_values": list(add)})
     if remove:
-        draft.entries.append({**_address(col), "remove_values": list(remove)})
+        draft.entries.append({**draft.address(col), "remove_values": list(remove)})
     if add or remove:
         draft.changes.append(
             FieldChange(field=name, before=before, after=new, add=add, remove=remove)
         )
 
 
-def _plan_fields(columns: list[_Column], previous: Mapping[str, Any], mode: _Mode) -> _Draft:
-    draft = _Draft()
+def _plan_fields(
+    columns: list[_Column], previous: Mapping[str, Any], mode: _Mode, *, by_id: bool = False
+) -> _Draft:
+    draft = _Draft(by_id=by_id)
     for col in columns:
         old = previous.get(col.field.name, _MISSING)
         if col.field.is_multi_valued:
@@ -231,6 +242,23 @@ def _plan_fields(columns: list[_Column], previous: Mapping[str, Any], mode: _Mod
         else:
             _plan_scalar(draft, col, old, mode)
     return draft
+
+
+def _null_problems(columns: list[_Column]) -> list[MappingError]:
+    """NULLs that would clear a field Kizen does not let hold null (``allows_nulls: false``)."""
+    return [
+        MappingError(
+            column=col.spec.column,
+            field=col.field.name,
+            problem=f"NULL cannot clear {col.field.name}: Kizen does not accept null for it "
+            "(allows_nulls is false); fill the column, or set null: leave",
+        )
+        for col in columns
+        if col.value is None
+        and col.spec.null == "clear"
+        and not col.field.allows_nulls
+        and not col.field.is_multi_valued
+    ]
 
 
 def _plan_delete(change: ChangedRow, sync: SyncConfig) -> PlannedOp:
@@ -311,6 +339,8 @@ def plan_row(
         problem = _identity_problem(id_column, ident_spec, identifier, create)
         if problem is not None:
             errors.append(problem)
+    if not create:
+        errors.extend(_null_problems(columns))
     if errors:
         return _failed(change, errors, kizen_id)
     restore = state is not None and state.archived and not create
@@ -318,7 +348,7 @@ def plan_row(
     send_all = full_refresh or change.kind is ChangeKind.NEW or state is None or restore or lookup
     mode: _Mode = "create" if create else "all" if send_all or switched else "diff"
     previous = state.values if state is not None and not switched else {}
-    draft = _plan_fields(columns, previous, mode)
+    draft = _plan_fields(columns, previous, mode, by_id=create and schema.is_contacts)
     if create:
         op = Operation.CREATE
     elif draft.entries or draft.mirror or restore or lookup:

@@ -145,15 +145,24 @@ def _json_number(canonical: str) -> int | float:
 def to_wire(field: FieldSchema, canonical: Any) -> Any:
     """The ``value`` to send for a canonical value (``None`` clears the field).
 
-    Single options, to-one relationships and team members go as ``{"id": ...}``; multi-valued
-    fields as lists of bare ids; decimals and money as JSON numbers; everything else bare.
+    Each shape follows the evidence (docs/architecture.md, "Wire shapes"): options and
+    to-one relationships as ``{"id": ...}`` (confirmed live for dropdowns); a rating as its
+    option (ratings are option-backed, live); a team member as the bare employee id (AE;
+    no source wraps it); files as an array of file ids even for a single-file field (AE);
+    multi-valued fields as lists of bare ids; decimals and money as JSON numbers, already
+    rounded to the field's places; everything else bare.
     """
     if canonical is None:
         return None
     kind = field.field_type
     if field.is_multi_valued:
         return list(canonical)
-    if kind in OPTION_TYPES or kind in ("team_selector", "relationship"):
+    if kind == "files":
+        return [canonical]
+    if kind == "rating":
+        option = next((o for o in field.options or () if o.code == str(canonical)), None)
+        return {"id": option.id} if option is not None else canonical
+    if kind in OPTION_TYPES or kind == "relationship":
         return {"id": canonical}
     if kind in ("decimal", "money"):
         return _json_number(canonical)
@@ -173,6 +182,34 @@ def _ref(value: Any, field: FieldSchema) -> str:
     if not isinstance(value, str) or not value:
         raise Problem(f"expected an id or an object with an id, got {show(value)}")
     return value.lower() if field.field_type in _UUID_TYPES else value
+
+
+def _single_file(value: Any, field: FieldSchema) -> str:
+    """A single-file field's id from any of the read shapes it may have (unknown: a list
+    of file objects, one file object, or bare ids).
+    """
+    items = value if isinstance(value, list) else [value]
+    ids = sorted({_ref(item, field) for item in items})
+    if len(ids) != 1:
+        raise Problem(f"a single-file field holds {len(ids)} files")
+    return ids[0]
+
+
+def _rating_read(value: Any, field: FieldSchema) -> int:
+    """A rating's number from its option (``{id, code, name}``, or the option id alone) or
+    from a bare number: the read shape is unknown, ratings are option-backed (live).
+    """
+    if isinstance(value, dict):
+        code = value.get("code")
+        if code is None and isinstance(value.get("id"), str):
+            option = field.option_by_id(value["id"])
+            code = option.code if option is not None else None
+        value = code if code is not None else value.get("name")
+    elif isinstance(value, str) and not value.strip().lstrip("-").isdigit():
+        option = field.option_by_id(value) or field.option_by_label(value)
+        if option is not None and option.code is not None:
+            value = option.code
+    return scalars.whole_number(value)
 
 
 def canonical_from_read(field: FieldSchema, read_value: Any) -> Any:
@@ -198,12 +235,18 @@ def canonical_from_read(field: FieldSchema, read_value: Any) -> Any:
     read_ctx = Context(field=field, match="id")
     try:
         if field.is_multi_valued:
+            if kind == "files" and not isinstance(value, list):
+                value = [value]  # a lone file where a list was expected: read shape unknown
             if not isinstance(value, list):
                 raise Problem(
                     f"expected a list, got {show(value)} (page a summarized relationship "
                     "through field-values)"
                 )
             return sorted({_ref(item, field) for item in value})
+        if kind == "files":
+            return _single_file(value, field)
+        if kind == "rating":
+            return _rating_read(value, field)
         if kind in _REFERENCE_TYPES:
             return _ref(value, field)
         if kind == "money" and isinstance(value, dict):
@@ -212,8 +255,6 @@ def canonical_from_read(field: FieldSchema, read_value: Any) -> Any:
             value = value.get("id")
         if kind == "timezone":
             return text_of(value, "a time zone")
-        if kind == "rating":
-            return scalars.whole_number(value.get("code") if isinstance(value, dict) else value)
         return _canonical(read_ctx, value)
     except Problem as exc:
         raise ValueError(

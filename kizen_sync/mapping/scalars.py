@@ -55,6 +55,10 @@ TEXT_MAX = 255
 INT_MIN, INT_MAX = -(2**31), 2**31 - 1
 #: Kizen answers 500 above this decimal when the field sets no ``max_value`` (kizen-api.md 4).
 DECIMAL_MAX = Decimal("999999.99")
+#: Decimal places kept when the field's ``decimal_options`` do not say: Kizen's ceiling is
+#: "six digits before the decimal point, two after" (AE), and it may refuse more places
+#: rather than round them, so values are rounded here before they are sent.
+DECIMAL_PLACES = 2
 #: Phone numbers without a ``+country`` prefix are read as US national numbers.
 PHONE_REGION = "US"
 
@@ -190,15 +194,16 @@ def _round(value: Decimal, places: int) -> Decimal:
 def decimal(ctx: Context, raw: Any) -> str:
     """Exact decimal within the field's ``decimal_options`` range, rounded to its places.
 
-    Rounding to ``decimal_places`` (when the field has it) makes the canonical value the one
-    Kizen will hold, so reading it back compares equal. Without a ``max_value`` the bound is
-    :data:`DECIMAL_MAX`, above which Kizen fails with a 500 instead of a validation error.
+    Rounding to ``decimal_places`` (:data:`DECIMAL_PLACES` when the field does not say)
+    makes the canonical value the one Kizen will hold, so reading it back compares equal,
+    and never sends more places than Kizen keeps (it may refuse them). Without a
+    ``max_value`` the bound is :data:`DECIMAL_MAX`, above which Kizen fails with a 500
+    instead of a validation error.
     """
     options = ctx.field.decimal_options or {}
     value = number(raw)
     places = options.get("decimal_places")
-    if isinstance(places, int):
-        value = _round(value, places)
+    value = _round(value, places if isinstance(places, int) else DECIMAL_PLACES)
     high = number(options.get("max_value", DECIMAL_MAX))
     low = number(options.get("min_value", -high))
     if value > high:

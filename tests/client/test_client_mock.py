@@ -325,16 +325,10 @@ async def test_object_schema_is_fetched_once_per_client(fake, settings):
     ]
 
 
-@pytest.mark.parametrize(
-    ("embedded", "requests"),
-    [
-        pytest.param("whole", 1, id="fields-in-the-detail-one-request"),
-        pytest.param("partial", 2, id="unusable-embedded-fields-fetches-the-list"),
-    ],
-)
-async def test_fields_embedded_in_the_object_detail_save_a_request(
-    fake, settings, embedded: str, requests: int
-):
+async def test_fields_embedded_in_the_object_detail_are_never_trusted(fake, settings):
+    """Whether the detail embeds a complete field list is unknown (a permission-filtered one
+    would be partial): the schema always comes from the field list, as Kizen's CLI reads it.
+    """
     fields = [
         {"id": "f1", "name": "name", "field_type": "text"},
         {
@@ -344,14 +338,16 @@ async def test_fields_embedded_in_the_object_detail_save_a_request(
             "options": [{"id": "o1", "name": "Gold"}],
         },
     ]
-    shown = fields if embedded == "whole" else [{"id": "f1", "display_name": "Name"}]
-    obj = {"id": "obj-uuid", "name": "accounts", "fields": shown}
+    obj = {"id": "obj-uuid", "name": "accounts", "fields": fields[:1]}
     fake.on("GET", "/api/custom-objects/accounts", httpx.Response(200, json=obj))
     fake.on("GET", "/api/custom-objects/obj-uuid/fields", httpx.Response(200, json=fields))
     async with KizenClient(settings, transport=fake.transport) as kizen:
         schema = await kizen.get_object_schema("accounts")
     assert [f.name for f in schema.fields] == ["name", "tier"]
-    assert len(fake.requests) == requests
+    assert [r.url.path for r in fake.requests] == [
+        "/api/custom-objects/accounts",
+        "/api/custom-objects/obj-uuid/fields",
+    ]
 
 
 async def test_dynamic_tags_use_the_contacts_route_for_contacts(fake, settings):
@@ -362,13 +358,29 @@ async def test_dynamic_tags_use_the_contacts_route_for_contacts(fake, settings):
         "results": [{"id": "t1", "name": "VIP"}, {"id": "t2", "name": "Beta"}],
     }
     fake.on("GET", "/api/client/fields/f-tags/tags", httpx.Response(200, json=tags))
+    # Custom objects: /api/pipelines/{object UUID}/... as Kizen's CLI reads them
     fake.on(
-        "GET", "/api/custom-objects/accounts/fields/f-labels/tags", httpx.Response(200, json=tags)
+        "GET",
+        "/api/custom-objects/accounts",
+        httpx.Response(200, json={"id": "obj-uuid", "name": "accounts"}),
     )
+    fake.on("GET", "/api/custom-objects/obj-uuid/fields", httpx.Response(200, json=[]))
+    fake.on("GET", "/api/pipelines/obj-uuid/fields/f-labels/tags", httpx.Response(200, json=tags))
     async with KizenClient(settings, transport=fake.transport) as kizen:
         contact_tags = await kizen.list_dynamic_tags("client_client", "f-tags")
         account_tags = await kizen.list_dynamic_tags("accounts", "f-labels")
     assert [t.name for t in contact_tags] == ["VIP", "Beta"] == [t.name for t in account_tags]
+    tag_requests = [r for r in fake.requests if r.url.path.endswith("/tags")]
+    assert [r.url.path for r in tag_requests] == [
+        "/api/client/fields/f-tags/tags",
+        "/api/pipelines/obj-uuid/fields/f-labels/tags",
+    ]
+    assert dict(tag_requests[1].url.params) == {
+        "search": "",
+        "ordering": "name",
+        "page": "1",
+        "page_size": "100",
+    }
 
 
 async def test_list_objects_passes_custom_only(fake, settings):

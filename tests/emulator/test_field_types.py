@@ -37,7 +37,8 @@ async def _create(client, **values) -> dict:
 
 
 async def test_scalar_types_round_trip(client, emu):
-    file_id = "0b4f6a1e-9a55-4d0c-9e9f-3d2c1b0a9f8e"
+    file_id = emu.upload_file("brochure.pdf")
+    contract = emu.upload_file("contract.pdf")
     body = await _create(
         client,
         owner={"id": ALEX},
@@ -46,10 +47,10 @@ async def test_scalar_types_round_trip(client, emu):
         billing_email="ap@types.example",
         phone="+1 312 555 0100",
         employees=250,
-        health_score="12.345",
+        health_score="12.35",
         annual_revenue=1500000.5,
         renewal_date="2026-12-31",
-        last_contacted="2026-03-31T12:27:20-05:00",
+        last_contacted="2026-03-31T17:27:20Z",
         active=True,
         tier={"name": "gold"},
         region=_opt(emu, "region", "East")["id"],
@@ -60,6 +61,7 @@ async def test_scalar_types_round_trip(client, emu):
         account_timezone="Europe/Berlin",
         primary_company={"id": COMPANY_ACME},
         attachments=[file_id],
+        contract=[contract],
         tier_selector={"name": "B"},
     )
     assert value(body, "owner") == {
@@ -74,20 +76,23 @@ async def test_scalar_types_round_trip(client, emu):
     assert value(body, "health_score") == 12.35
     assert value(body, "annual_revenue") == {"currency": "USD", "symbol": "$", "amount": 1500000.5}
     assert value(body, "renewal_date") == "2026-12-31"
+    # rendered in the business's zone (America/Chicago), as the live captures show
     assert value(body, "last_contacted") == "2026-03-31T12:27:20.000000-05:00"
     assert value(body, "active") is True
     assert value(body, "tier") == _opt(emu, "tier", "Gold")
     assert value(body, "region") == _opt(emu, "region", "East")
     assert value(body, "segment") == _opt(emu, "segment", "SMB")
     assert value(body, "is_referenceable") == _opt(emu, "is_referenceable", "Maybe")
-    assert value(body, "satisfaction") == 4
+    assert value(body, "satisfaction") == _opt(emu, "satisfaction", "4")  # option-backed
     assert value(body, "account_timezone") == "Europe/Berlin"
     assert value(body, "primary_company") == {"id": COMPANY_ACME, "name": "Acme Corp"}
-    assert value(body, "attachments") == [{"id": file_id}]
+    assert value(body, "attachments") == [{"id": file_id, "name": "brochure.pdf"}]
+    assert value(body, "contract") == [{"id": contract, "name": "contract.pdf"}]
     assert value(body, "tier_selector") == _opt(emu, "tier_selector", "B")
     assert value(body, "notes_html") == "<p>hi</p>"
     created = value(body, "created")
-    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}\+00:00", created)
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}-0[56]:00", created)
+    assert value(body, "display_name") == "Types Inc"  # Kizen's default field, derived
 
 
 @pytest.mark.parametrize(
@@ -112,6 +117,15 @@ async def test_scalar_types_round_trip(client, emu):
         ("products", [{"name": "Hardware"}], "does_not_exist"),
         ("labels", [{"name": "Unknown tag"}], "does_not_exist"),
         ("attachments", ["not-a-uuid"], "invalid"),
+        ("attachments", ["0b4f6a1e-9a55-4d0c-9e9f-3d2c1b0a9f8e"], "does_not_exist"),
+        ("contract", "f11e0000-0000-4000-8000-000000000001", "not_a_list"),
+        (
+            "contract",
+            ["f11e0000-0000-4000-8000-000000000001", "f11e0000-0000-4000-8000-000000000002"],
+            "invalid",
+        ),
+        ("health_score", 12.345, "max_decimal_places"),
+        ("annual_revenue", "10.005", "max_decimal_places"),
         ("description", 12, "invalid"),
     ],
 )

@@ -18,15 +18,31 @@ async def _add(client, name: str, **extra) -> dict:
     return r
 
 
-async def test_identifier_unique_case_insensitive_against_live(client):
-    assert (await _add(client, "Umbrella")).status_code == 201
-    r = await _add(client, "  umbrella ")
-    assert r.status_code == 400
-    assert r.json()["fields"][0]["code"] == ["unique"]
+async def test_names_may_repeat_and_lookup_returns_the_first(client):
+    """Real businesses hold duplicate names (Kizen's CLI: ``create`` duplicates rows)."""
+    first = (await _add(client, "Umbrella")).json()["id"]
+    second = await _add(client, "Umbrella")
+    assert second.status_code == 201
+    assert second.json()["id"] != first
     other = (await _add(client, "Other")).json()
     r = await client.patch(
         f"/api/records/accounts/{other['id']}",
-        json={"fields": [{"name": "name", "value": "UMBRELLA"}]},
+        json={"fields": [{"name": "name", "value": "Umbrella"}]},
+    )
+    assert r.status_code == 200
+    r = await client.get("/api/records/accounts/lookup", params={"identifier": "Umbrella"})
+    assert r.json()["id"] == first
+    await client.delete(f"/api/records/accounts/{first}")
+    r = await client.get("/api/records/accounts/lookup", params={"identifier": "Umbrella"})
+    assert r.json()["id"] == second.json()["id"]
+
+
+async def test_contact_emails_stay_unique_case_insensitively(client):
+    body = {"fields": [{"name": "email", "value": "dup@example.com"}]}
+    assert (await client.post("/api/records/client_client/add", json=body)).status_code == 201
+    r = await client.post(
+        "/api/records/client_client/add",
+        json={"fields": [{"name": "email", "value": "DUP@example.com"}]},
     )
     assert r.status_code == 400
     assert r.json()["fields"][0]["code"] == ["unique"]
@@ -53,8 +69,8 @@ async def test_add_against_archived_holder_prompt_unarchive_overwrite(client, em
     rid = (await _add(client, "Wonka")).json()["id"]
     await client.delete(f"/api/records/accounts/{rid}")
     r = await _add(client, "wonka")
-    assert r.status_code == 409
-    assert r.json()["code"] == "conflict"
+    assert r.status_code == 400  # the statuses documented for add are 200/201 and 400
+    assert r.json()["fields"][0]["code"] == ["conflict"]
     r = await _add(client, "WONKA", unarchive="unarchive")
     assert (r.status_code, r.json()["action"], r.json()["id"]) == (201, "unarchived", rid)
     await client.delete(f"/api/records/accounts/{rid}")
@@ -73,8 +89,8 @@ async def test_patch_onto_archived_identifier_needs_overwrite(client, emu):
     new = (await _add(client, "Rosen")).json()["id"]
     body = {"fields": [{"name": "name", "value": "Tyrell"}]}
     r = await client.patch(f"/api/records/accounts/{new}", json=body)
-    assert r.status_code == 409
-    assert r.json()["code"] == "conflict"
+    assert r.status_code == 400  # PATCH documents 200 and 400 (live contract), no 409
+    assert r.json()["fields"][0]["code"] == ["conflict"]
     r = await client.patch(
         f"/api/records/accounts/{new}", json={**body, "archived_conflict": "overwrite"}
     )
@@ -113,7 +129,8 @@ async def test_upsert_updates_live_match_and_handles_archived(client):
     assert {e["name"] for e in r.json()["fields"].values()} == {"employees", "updated"}
     await client.delete(f"/api/records/accounts/{rid}")
     r = await client.post("/api/records/accounts/upsert", json={"lookup_value": "Stark"})
-    assert r.status_code == 409
+    assert r.status_code == 400  # upsert documents 200, 201 and 400 only
+    assert "archived" in r.json()["non_field_errors"][0]
     r = await client.post(
         "/api/records/accounts/upsert",
         json={"lookup_value": "Stark", "oncreate_unarchive": "unarchive"},
@@ -125,13 +142,26 @@ async def test_upsert_updates_live_match_and_handles_archived(client):
     assert "lookup_value" in r.json()
 
 
-async def test_lookup(client):
-    await _add(client, "Cyberdyne Systems")
-    r = await client.get(
-        "/api/records/accounts/lookup", params={"identifier": " cyberdyne   SYSTEMS "}
+async def test_upsert_matches_case_insensitively_without_trimming_first_match_wins(client):
+    first = (await _add(client, "Initrode")).json()["id"]
+    await _add(client, "INITRODE")
+    r = await client.post(
+        "/api/records/accounts/upsert",
+        json={"lookup_value": "initrode", "fields": [{"name": "employees", "value": 5}]},
     )
+    assert (r.status_code, r.json()["id"]) == (200, first)
+    r = await client.post("/api/records/accounts/upsert", json={"lookup_value": " initrode "})
+    assert (r.status_code, r.json()["action"]) == (201, "created")
+
+
+async def test_lookup_is_exact(client):
+    await _add(client, "Cyberdyne Systems")
+    r = await client.get("/api/records/accounts/lookup", params={"identifier": "Cyberdyne Systems"})
     assert r.status_code == 200
     assert value(r.json(), "name") == "Cyberdyne Systems"
+    for near in (" Cyberdyne Systems", "cyberdyne systems", "Cyberdyne  Systems"):
+        r = await client.get("/api/records/accounts/lookup", params={"identifier": near})
+        assert r.status_code == 404, near
     r = await client.get("/api/records/accounts/lookup")
     assert r.status_code == 400
     assert r.json()["code"] == "required"

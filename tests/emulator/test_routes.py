@@ -46,12 +46,19 @@ async def test_field_selection_parameters(client):
     ).json()["id"]
     url = f"/api/records/accounts/{rid}"
     names = lambda r: {e["name"] for e in r.json()["fields"].values()}  # noqa: E731
-    assert names(await client.get(url)) == {"name", "employees", "created", "updated"}
+    assert names(await client.get(url)) == {
+        "name",
+        "employees",
+        "created",
+        "updated",
+        "display_name",
+    }
     assert names(await client.get(url, params={"field_names": "employees,bogus"})) == {"employees"}
     assert names(await client.get(url, params={"field_names": ""})) == {
         "name",
         "created",
         "updated",
+        "display_name",
     }
     emp_id = next(
         e["id"]
@@ -99,25 +106,41 @@ async def test_schema_discovery(client, emu):
         "companies_company",
         "client_client",
         "accounts",
+        "deals",
     }
     detail = (await client.get("/api/custom-objects/accounts")).json()
     assert detail["categories"]
-    assert len(detail["fields"]) == 27
+    assert len(detail["fields"]) == 29
     fields = (await client.get(f"/api/custom-objects/{detail['id']}/fields")).json()
     assert isinstance(fields, list)
     assert {f["field_type"] for f in fields} >= {"selector", "files", "wysiwyg", "rating"}
     rel = next(f for f in fields if f["name"] == "key_contacts")
     assert rel["relation"]["cardinality"] == "many_to_many"
     assert rel["relation"]["related_object_object_name"] == "client_client"
-    assert next(f for f in fields if f["name"] == "attachments")["meta"] == {"allow_multiple": True}
+    assert next(f for f in fields if f["name"] == "attachments")["allow_multiple"] is True
+    assert next(f for f in fields if f["name"] == "contract")["allow_multiple"] is False
+    rating = next(f for f in fields if f["name"] == "satisfaction")
+    assert [(o["name"], o["code"]) for o in rating["options"]] == [
+        ("1 - Low", "1"),
+        ("2", "2"),
+        ("3", "3"),
+        ("4", "4"),
+        ("5 - High", "5"),
+    ]
     labels = next(f for f in fields if f["name"] == "labels")
+    # Kizen's CLI reads a custom object's tags under /api/pipelines/{object UUID}/...
     tags = (
         await client.get(
-            f"/api/custom-objects/accounts/fields/{labels['id']}/tags",
-            params={"search": "re", "ordering": "name"},
+            f"/api/pipelines/{detail['id']}/fields/{labels['id']}/tags",
+            params={"search": "re", "ordering": "name", "page": 1, "page_size": 100},
         )
     ).json()
     assert [t["name"] for t in tags["results"]] == ["Renewal"]
+    for old in (
+        f"/api/custom-objects/accounts/fields/{labels['id']}/tags",
+        f"/api/pipelines/accounts/fields/{labels['id']}/tags",
+    ):
+        assert (await client.get(old)).status_code == 404, old
     contact_tags = emu.business.object("client_client").by_name["titles"].id
     titles = (await client.get(f"/api/client/fields/{contact_tags}/tags")).json()
     assert [t["name"] for t in titles["results"]] == ["CEO", "CTO", "Buyer"]

@@ -67,7 +67,15 @@ FIELDS: dict[str, FieldSchema] = {
             FieldOption(id=MAYBE, name="Maybe", code="maybe"),
         ],
     ),
-    "rating": fld("rating", rating={"min_value": 1, "max_value": 5}),
+    # as Kizen generates them (live): options "1 - Low" .. "5 - High", codes "1".."5"
+    "rating": fld(
+        "rating",
+        rating={"min_value": 1, "max_value": 5},
+        options=[
+            FieldOption(id=f"r{i}", name={1: "1 - Low", 5: "5 - High"}.get(i, str(i)), code=str(i))
+            for i in range(1, 6)
+        ],
+    ),
     "timezone": fld(
         "timezone",
         options=[FieldOption(id=z, name=z) for z in ("America/Chicago", "Europe/Paris")],
@@ -136,7 +144,8 @@ OK_CASES: list[tuple[str | FieldSchema, Any, dict[str, Any], Any]] = [
     ("decimal", Decimal("-0.00"), {}, "0"),
     ("decimal", "2.345", {}, "2.35"),
     ("decimal", 999999.99, {}, "999999.99"),
-    (fld("decimal"), Decimal("3.14159"), {}, "3.14159"),
+    # no decimal_places in the schema: 2 (Kizen's 999999.99 ceiling), never more on the wire
+    (fld("decimal"), Decimal("3.14159"), {}, "3.14"),
     # money: cents
     ("money", 320.81, {}, "320.81"),
     ("money", Decimal("320.810"), {}, "320.81"),

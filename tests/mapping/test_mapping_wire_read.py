@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
-from test_mapping_coerce import FIELDS, MULTI_FILES, REC_A, REC_B, TAGS, TO_MANY, spec
+from test_mapping_coerce import FIELDS, MULTI_FILES, REC_A, REC_B, TAGS, TO_MANY, fld, spec
 
 from kizen_sync.emulator.business import FieldDef, TeamMember
 from kizen_sync.emulator.values import render, validate_value
@@ -31,10 +31,11 @@ WIRE_CASES: list[tuple[FieldSchema, Any, Any]] = [
     (FIELDS["checkbox"], False, False),
     (FIELDS["dropdown"], GOLD, {"id": GOLD}),
     (FIELDS["yesnomaybe"], "y", {"id": "y"}),
-    (FIELDS["team_selector"], ALEX, {"id": ALEX}),
+    (FIELDS["team_selector"], ALEX, ALEX),  # bare (AE); no source wraps a team member
     (FIELDS["relationship"], REC_A, {"id": REC_A}),
-    (FIELDS["files"], REC_A, REC_A),
-    (FIELDS["rating"], 4, 4),
+    (FIELDS["files"], REC_A, [REC_A]),  # an array even for a single-file field (AE)
+    (FIELDS["rating"], 4, {"id": "r4"}),  # option-backed (live)
+    (fld("rating"), 4, 4),  # a rating without options: the number, as Kizen's CLI sends
     (FIELDS["timezone"], "Europe/Paris", "Europe/Paris"),
     (FIELDS["checkboxes"], [GOLD], [GOLD]),
     (TO_MANY, [REC_A, REC_B], [REC_A, REC_B]),
@@ -72,6 +73,13 @@ READ_CASES: list[tuple[FieldSchema, Any, Any]] = [
     (FIELDS["phonenumber"], "+13125550100", "+13125550100"),
     (FIELDS["rating"], 4, 4),
     (FIELDS["rating"], {"id": "r4", "code": "4", "name": "4"}, 4),
+    (FIELDS["rating"], {"id": "r5"}, 5),
+    (FIELDS["rating"], "r2", 2),
+    (FIELDS["rating"], {"id": "r1", "code": None, "name": "1 - Low"}, 1),
+    (FIELDS["files"], [{"id": REC_A, "name": "a.pdf"}], REC_A),
+    (FIELDS["files"], {"id": REC_A}, REC_A),
+    (FIELDS["files"], REC_A.upper(), REC_A),
+    (MULTI_FILES, {"id": REC_A}, [REC_A]),
     (FIELDS["timezone"], "America/Chicago", "America/Chicago"),
     (FIELDS["timezone"], {"id": "America/Chicago", "name": "America/Chicago"}, "America/Chicago"),
     (FIELDS["checkbox"], True, True),
@@ -111,6 +119,10 @@ class _Resolver:
     team: dict[str, TeamMember] = field(
         default_factory=lambda: {ALEX: TeamMember(ALEX, "Alex", "Example", "alex@example.com")}
     )
+    files: dict[str, dict[str, Any]] = field(
+        default_factory=lambda: {r: {"id": r, "name": f"{r[-1]}.pdf"} for r in (REC_A, REC_B)}
+    )
+    timezone: str = "America/Chicago"  # datetimes come back with this zone's offset
 
     def live_record_exists(self, object_id: str, record_id: str) -> bool:
         return True

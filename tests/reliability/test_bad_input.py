@@ -36,7 +36,7 @@ REQUIRED = {
     "kizen_401",
     "kizen_403",
     "kizen_404_deleted_in_kizen",
-    "kizen_409_archived_name",
+    "kizen_400_archived_name",
     "identifier_held_by_archived_record",
     "malformed_yaml",
 }

@@ -153,8 +153,8 @@ CATALOGUE: list[BadInput] = [
     ),
     BadInput(
         "kizen_400_unique",
-        "a rename onto another live record's name",
-        "row fails: 400 unique under field name; no record merged",
+        "a contact's e-mail changed to another live contact's (case differs)",
+        "row fails: 400 unique under field email; no record merged",
         FAILS,
         kizen.kizen_400_unique,
     ),
@@ -166,11 +166,11 @@ CATALOGUE: list[BadInput] = [
         kizen.kizen_404,
     ),
     BadInput(
-        "kizen_409_archived_name",
+        "kizen_400_archived_name",
         "a rename onto an archived record's name",
-        "row fails: 409 conflict; both records unchanged",
+        "row fails: 400 conflict (the archived record keeps its name); both unchanged",
         FAILS,
-        kizen.kizen_409,
+        kizen.kizen_400_archived_name,
     ),
     BadInput(
         "identifier_held_by_archived_record",
@@ -321,7 +321,7 @@ CATALOGUE: list[BadInput] = [
         "last_contacted",
         "TEXT",
         "2024-05-01 10:00:00",
-        "2024-05-01T08:00:00.000000+00:00",
+        "2024-05-01T03:00:00.000000-05:00",  # 08:00 UTC, in the business's zone
         timezone="Europe/Paris",
     ),
     synced_case(
@@ -330,7 +330,7 @@ CATALOGUE: list[BadInput] = [
         "last_contacted",
         "TEXT",
         datetime(2024, 5, 1, 10, tzinfo=PARIS).isoformat(),
-        "2024-05-01T08:00:00.000000+00:00",
+        "2024-05-01T03:00:00.000000-05:00",  # 08:00 UTC, in the business's zone
     ),
     synced_case(
         "unicode_and_emoji",

@@ -61,20 +61,29 @@ def kizen_400_fields(world: Lab) -> None:
 
 
 def kizen_400_unique(world: Lab) -> None:
-    world.sql("CREATE TABLE acc (id INTEGER PRIMARY KEY, kid TEXT, name TEXT)")
+    """Contact e-mails are unique (names are not: real businesses hold duplicate names)."""
+    world.sql("CREATE TABLE ppl (id INTEGER PRIMARY KEY, kid TEXT, email TEXT)")
     ids = {}
     for i in (1, 2):
-        ids[i] = world.emu.create_record(ACCOUNTS, {"name": f"Live {i}"})
-        world.sql("INSERT INTO acc VALUES (:i, :k, :n)", {"i": i, "k": ids[i], "n": f"Live {i}"})
-    runner = world.runner(accounts_by_id_sync())
+        email = f"live{i}@example.com"
+        ids[i] = world.emu.create_record(CONTACTS, {"email": email})
+        world.sql("INSERT INTO ppl VALUES (:i, :k, :e)", {"i": i, "k": ids[i], "e": email})
+    runner = world.runner(
+        {
+            "object": CONTACTS,
+            "source": {"table": "ppl", "primary_key": ["id"]},
+            "identity": {"record_id_column": "kid"},
+            "fields": [{"column": "email", "field": "email"}],
+        }
+    )
     assert runner.run("s").counts.failed == 0
-    world.sql("UPDATE acc SET name = 'Live 1' WHERE id = 2")  # takes a live record's name
+    world.sql("UPDATE ppl SET email = 'LIVE1@example.com' WHERE id = 2")  # another's e-mail
     report = runner.run("s")
     failure = failure_of(report, "2")
     assert str(failure["message"]).startswith("400 ")
-    assert "name" in failure["field_errors"], failure
-    assert world.one(ACCOUNTS, "Live 2")["_id"] == ids[2]  # unchanged, nothing merged
-    assert world.one(ACCOUNTS, "Live 1")["_id"] == ids[1]
+    assert "email" in failure["field_errors"], failure
+    assert world.one(CONTACTS, "live2@example.com")["_id"] == ids[2]  # unchanged, not merged
+    assert world.one(CONTACTS, "live1@example.com")["_id"] == ids[1]
 
 
 def kizen_404(world: Lab) -> None:
@@ -92,7 +101,7 @@ def kizen_404(world: Lab) -> None:
     assert len(world.records(CONTACTS, "p2@example.com")) == 1  # not re-created behind it
 
 
-def kizen_409(world: Lab) -> None:
+def kizen_400_archived_name(world: Lab) -> None:
     world.sql("CREATE TABLE acc (id INTEGER PRIMARY KEY, kid TEXT, name TEXT)")
     gone = world.emu.create_record(ACCOUNTS, {"name": "Old Name"})
     world.archive(ACCOUNTS, gone)
@@ -103,8 +112,10 @@ def kizen_409(world: Lab) -> None:
     world.sql("UPDATE acc SET name = 'Old Name' WHERE id = 1")  # an archived record's name
     report = runner.run("s")
     failure = failure_of(report, "1")
-    assert failure["error_class"] == "ConflictError"
-    assert str(failure["message"]).startswith("409 ")
+    # Kizen documents 200 and 400 for PATCH (live contract): the conflict is a 400
+    assert failure["error_class"] == "KizenValidationError"
+    assert str(failure["message"]).startswith("400 ")
+    assert "archived" in str(failure["message"])
     assert world.one(ACCOUNTS, "Mine")["_id"] == mine
     assert world.records(ACCOUNTS, "Old Name")[0]["_archived"]
 
