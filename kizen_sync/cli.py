@@ -46,6 +46,10 @@ EXIT_BUSY = 3
 #: ``kizen-sync --help`` and the sync commands never load the emulator's web server (an
 #: optional extra) and ``--help`` loads neither the HTTP nor the SQL stack.
 LAZY_COMMANDS: dict[str, tuple[str, str]] = {
+    "check": (
+        "kizen_sync.preflight.command:check",
+        "Pre-flight check of the Kizen account and the warehouse; writes nothing.",
+    ),
     "emulator": ("kizen_sync.emulator.cli:emulator", "Serve the local Kizen API emulator."),
     "demo": (
         "kizen_sync.demo:demo",

@@ -47,6 +47,7 @@ __all__ = [
     "ProjectConfig",
     "SourceConfig",
     "SyncConfig",
+    "VerifyConfig",
     "WarehouseConfig",
     "load_config",
     "parse_config",
@@ -350,6 +351,32 @@ class FieldMapping(_Model):
         return v
 
 
+class VerifyConfig(_Model):
+    """Read-after-write verification: which written records are read back and compared.
+
+    Written in the sync file as ``verify: all``, ``verify: none``, ``verify: sample`` (5 %)
+    or ``verify: {sample: 0.2}``. Without it, a sync's first run against an account
+    verifies a sample and later runs verify nothing.
+    """
+
+    mode: Literal["none", "sample", "all"]
+    rate: float = Field(default=0.05, gt=0, le=1)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _spelling(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return {"mode": value}
+        if isinstance(value, Mapping) and set(value) == {"sample"}:
+            return {"mode": "sample", "rate": value["sample"]}
+        return value
+
+    @property
+    def effective_rate(self) -> float:
+        """Fraction of written records to verify."""
+        return {"none": 0.0, "all": 1.0}.get(self.mode, self.rate)
+
+
 class SyncConfig(_Model):
     """One warehouse source -> one Kizen object."""
 
@@ -375,6 +402,11 @@ class SyncConfig(_Model):
     )
     failure_threshold: float = Field(
         default=0.0, ge=0, le=1, description="The run fails when the failed fraction exceeds this."
+    )
+    verify: VerifyConfig | None = Field(
+        default=None,
+        description="Re-read written records and compare (all, sample, {sample: rate}, none); "
+        "default: a sample on the first run against an account.",
     )
 
     @field_validator("schedule")
@@ -637,7 +669,7 @@ def validate_against_schema(
                 )
             )
             continue
-        problems.extend(_check_field(field, mapping, f"{base}.fields[{i}]"))
+        problems.extend(_check_field(field, mapping, f"{base}.fields[{i}]", schema))
     match = sync.identity.match_on
     if match is not None and match != schema.identifier_field:
         problems.append(
@@ -650,9 +682,28 @@ def validate_against_schema(
     return problems
 
 
-def _check_field(field: FieldSchema, mapping: FieldMapping, key: str) -> list[ConfigProblem]:
+def _check_field(
+    field: FieldSchema, mapping: FieldMapping, key: str, schema: ObjectSchema
+) -> list[ConfigProblem]:
     problems: list[ConfigProblem] = []
-    if field.is_read_only or field.name in _READ_ONLY_NAMES:
+    if field is schema.stage_field:
+        problems.append(
+            ConfigProblem(
+                f"{key}.field",
+                f"field 'stage' of pipeline {schema.name!r} is the record's pipeline stage: "
+                "Kizen changes it only through PATCH /api/records/{object}/{id}/move, which "
+                "kizen-sync does not send; remove this mapping and move records in Kizen",
+            )
+        )
+    elif field.name in schema.derived_fields and field.name == "display_name":
+        problems.append(
+            ConfigProblem(
+                f"{key}.field",
+                f"field 'display_name' of {schema.name!r} is computed by Kizen from the "
+                "record (its name); map the column to 'name' instead",
+            )
+        )
+    elif field.is_read_only or field.name in _READ_ONLY_NAMES:
         problems.append(
             ConfigProblem(f"{key}.field", f"field {field.name!r} is read-only in Kizen")
         )

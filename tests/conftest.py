@@ -93,9 +93,6 @@ def _evidence_guard(request: pytest.FixtureRequest) -> Iterator[None]:
         )
 
 
-PG_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
-
-
 @pytest.fixture
 def sqlite_url(tmp_path: Path) -> str:
     """A SQLite database file of its own for each test."""

@@ -133,7 +133,8 @@ def run(ctx: Context) -> Section:
         Target(
             "incremental: fewer requests than the dlt pipeline",
             f"dlt {dlt['requests']:,} vs kizen-sync {ours['requests']:,} (writes "
-            f"{dlt['writes']:,} vs {ours['writes']:,}; kizen-sync reads the object and its field list once)",
+            f"{dlt['writes']:,} vs {ours['writes']:,}; kizen-sync reads the object and its "
+            "field list once)",
             dlt["requests"] > ours["requests"],
         ),
         Target(

@@ -153,6 +153,8 @@ def run(ctx: Context) -> Section:
             f"{rows} rows; emulator at 0 ms latency, no limit (counts do not depend on timing).",
             "writes = PATCH + DELETE + upsert; per-run calls are paid once however many "
             "records change.",
+            "verify: none. By default a sync's runs read back the first 10 written records "
+            "and 5 % of the rest (one GET each) until one of its runs succeeds.",
         ],
     )
     labels = {

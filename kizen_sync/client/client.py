@@ -376,6 +376,16 @@ class KizenClient:
 
     # --- objects, schema, tags -------------------------------------------------------------
 
+    async def list_objects_page(
+        self, *, custom_only: bool = False, page_size: int = 1
+    ) -> Page[ObjectSummary]:
+        """One page of ``GET /api/custom-objects``: the cheapest authenticated read, which
+        tells reachability, TLS and credentials (401 vs 403) apart.
+        """
+        params = _params(custom_only=custom_only, page=1, page_size=page_size)
+        data = await self._session.call("GET", "/api/custom-objects", params=params)
+        return Page.from_wire(data, ObjectSummary.from_wire)
+
     async def list_objects(self, *, custom_only: bool = False) -> list[ObjectSummary]:
         """``GET /api/custom-objects``, all pages; contacts only with ``custom_only=False``."""
 

@@ -7,7 +7,7 @@ HTTP. Choices made where the Kizen docs leave gaps are listed in ``kizen_sync/em
 
 from __future__ import annotations
 
-from kizen_sync.emulator.app import DroppedConnection
+from kizen_sync.emulator.app import NO_ACCESS_KEY, DroppedConnection
 from kizen_sync.emulator.emulator import (
     DEMO_API_KEY,
     DEMO_BUSINESS_ID,
@@ -24,6 +24,7 @@ __all__ = [
     "DEMO_BUSINESS_PATH",
     "DEMO_READONLY_KEY",
     "DEMO_USER_ID",
+    "NO_ACCESS_KEY",
     "DroppedConnection",
     "Emulator",
     "Knobs",

@@ -34,8 +34,11 @@ from kizen_sync.emulator.writes import ApiError
 
 #: Status logged when the client hung up before its request was read (nginx's 499).
 CLIENT_CLOSED = 499
+#: An API key the emulator knows but whose user may do nothing: every request answers 403.
+NO_ACCESS_KEY = "demo-no-access-key"
 
 __all__ = [
+    "NO_ACCESS_KEY",
     "Api",
     "AppHost",
     "DroppedConnection",
@@ -164,6 +167,15 @@ class Api:
                 },
             )
         api_key, user_id, business_id = self.host.credentials
+        if key == NO_ACCESS_KEY and user == user_id and business == business_id:
+            # A valid key whose user lacks the "Standard API Keys" permission: 403, not 401.
+            raise ApiError(
+                403,
+                {
+                    "detail": "You do not have permission to perform this action.",
+                    "code": "permission_required",
+                },
+            )
         if (
             key not in (api_key, self.host.readonly_key)
             or user != user_id

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import click
 
+from kizen_sync.emulator.app import NO_ACCESS_KEY
 from kizen_sync.emulator.emulator import DEMO_BUSINESS_PATH, Emulator
 from kizen_sync.emulator.knobs import Knobs
 
@@ -83,7 +84,10 @@ def emulator(
     )
     with emu.serve(host=host, port=port) as base_url:
         click.echo(f"Kizen emulator serving {base_url}")
-        click.echo(f"  X-API-KEY:     {shown_key} (read-only key: {emu.readonly_key})")
+        click.echo(
+            f"  X-API-KEY:     {shown_key} (read-only key: {emu.readonly_key}; "
+            f"valid but 403 everywhere: {NO_ACCESS_KEY})"
+        )
         click.echo(f"  X-USER-ID:     {user}")
         click.echo(f"  X-BUSINESS-ID: {business}")
         click.echo(f"  knobs: {knobs.as_dict()}  (PATCH {base_url}/_emulator/knobs)")

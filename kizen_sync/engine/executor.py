@@ -205,6 +205,8 @@ class Executor:
     ) -> None:
         self.client = client
         self.verify = verify or VerifyPolicy()
+        self._first_to_verify = self.verify.first
+        self.verified = 0
         self.schema = schema
         self.object = schema.name
         self.sink = sink
@@ -310,6 +312,10 @@ class Executor:
     async def _apply_one(self, op: PlannedOp) -> tuple[RecordResult, str]:
         """Apply one op; every error but a fatal one becomes a failed result.
 
+        A read-after-write verification runs after the write's attempts were captured: it is
+        not an attempt to write, so the audit keeps one row per write attempt, and a record
+        Kizen accepted but does not hold fails on the attempt Kizen accepted.
+
         Returns:
             The result and the :class:`~kizen_sync.models.RunCounts` field it counts under.
         """
@@ -317,24 +323,28 @@ class Executor:
         kizen_id = op.kizen_id
         if self.before_send is not None:
             self.before_send()
+        error: Exception | None = None
+        kind = "failed"
         with capture_attempts() as infos:
             try:
                 kizen_id, kind = await self._send(op)
             except FatalError:
                 raise
             except _Failed as failed:
-                error: Exception = failed.error
+                error = failed.error
             except Exception as exc:  # one record's failure never stops the others
                 error = exc
-            else:
-                result = RecordResult(
-                    op=op,
-                    outcome=Outcome.SUCCESS,
-                    kizen_id=kizen_id,
-                    attempts=_attempt_records(list(infos), Outcome.SUCCESS, None, started),
-                    created=kind == "created",
-                )
-                return result, kind
+        if error is None and kizen_id is not None and self._verifies(op, kind):
+            error = await self._verify(op, kizen_id)
+        if error is None:
+            result = RecordResult(
+                op=op,
+                outcome=Outcome.SUCCESS,
+                kizen_id=kizen_id,
+                attempts=_attempt_records(list(infos), Outcome.SUCCESS, None, started),
+                created=kind == "created",
+            )
+            return result, kind
         self.log.debug("record %s (%s) failed: %s", op.source_key, op.op.value, error)
         result = RecordResult(
             op=op,
@@ -344,6 +354,21 @@ class Executor:
         )
         return result, "failed"
 
+    async def _verify(self, op: PlannedOp, kizen_id: str) -> Exception | None:
+        """Read the record back; the error that fails it, or ``None`` when Kizen holds it.
+
+        A read that fails fails the record too: verification was asked for and could not be
+        done, and sending the (idempotent) write again next run is the safe side.
+        """
+        self.verified += 1
+        try:
+            await verify_written(self.client, self.schema, kizen_id, op)
+        except FatalError:
+            raise
+        except Exception as exc:
+            return exc
+        return None
+
     async def _send(self, op: PlannedOp) -> tuple[str | None, str]:
         """Send the requests of one op; return the Kizen id and how the result counts."""
         if op.op is Operation.FAIL:
@@ -352,13 +377,18 @@ class Executor:
             return op.kizen_id, "noop"
         if op.op is Operation.ARCHIVE:
             return await self._archive(op), "archived"
-        kizen_id, kind = await (self._create(op) if op.op is Operation.CREATE else self._update(op))
-        if kind != "noop" and op.changes and self.verify.chosen(op.source_key):
-            try:
-                await verify_written(self.client, self.schema, kizen_id, op)
-            except NotAppliedError as exc:
-                raise _Failed(exc) from exc
-        return kizen_id, kind
+        if op.op is Operation.CREATE:
+            return await self._create(op)
+        return await self._update(op)
+
+    def _verifies(self, op: PlannedOp, kind: str) -> bool:
+        """Whether this written record is read back (:class:`VerifyPolicy`)."""
+        if kind in ("noop", "archived", "failed") or not op.changes:
+            return False
+        if self._first_to_verify > 0:
+            self._first_to_verify -= 1
+            return True
+        return self.verify.chosen(op.source_key)
 
     async def _create(self, op: PlannedOp) -> tuple[str, str]:
         """Upsert by identifier: idempotent, so a create whose outcome was lost never

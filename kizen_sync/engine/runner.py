@@ -42,7 +42,7 @@ from typing import Any
 import httpx
 
 from kizen_sync.client import ClientSettings, KizenClient
-from kizen_sync.config import ProjectConfig, SyncConfig, load_config, validate_against_schema
+from kizen_sync.config import ProjectConfig, SyncConfig, load_config
 from kizen_sync.engine.executor import ApplySummary, Executor
 from kizen_sync.engine.guards import (
     GuardReport,
@@ -51,7 +51,7 @@ from kizen_sync.engine.guards import (
     raise_for_rejects,
 )
 from kizen_sync.engine.planner import plan_row
-from kizen_sync.errors import ConfigError, ConfigProblem, NotFoundError
+from kizen_sync.engine.verify import VerifyPolicy
 from kizen_sync.mapping.labels import value_labels
 from kizen_sync.models import (
     Operation,
@@ -61,6 +61,7 @@ from kizen_sync.models import (
     RunOptions,
     RunReport,
 )
+from kizen_sync.preflight.kizen import prepare_sync
 from kizen_sync.schema import ObjectSchema
 from kizen_sync.warehouse import (
     ArchiveCounts,
@@ -82,6 +83,9 @@ PLAN_IN_MEMORY = 20_000
 PLAN_SAMPLE = 50
 #: Changed rows fetched from the warehouse per round trip.
 CHUNK_SIZE = 1000
+#: Read-after-write verification of a sync until one of its runs succeeded: the first 10
+#: records written and 5 % of the rest (one GET each).
+FIRST_RUN_VERIFY = VerifyPolicy(rate=0.05, first=10, reason="no run of this sync succeeded yet")
 
 Progress = Callable[[str, int, int], None]
 
@@ -426,28 +430,22 @@ class SyncRunner:
     async def _prepare(
         self, client: KizenClient, scope: _Scope
     ) -> tuple[ObjectSchema, dict[str, dict[str, str]]]:
-        """Read the object's schema, check the sync against it, load dynamic-tag ids."""
-        sync = scope.sync
-        try:
-            schema = await client.get_object_schema(sync.object)
-        except NotFoundError:
-            raise ConfigError(
-                [
-                    ConfigProblem(
-                        f"syncs[{scope.index}].object", f"Kizen has no object {sync.object!r}"
-                    )
-                ]
-            ) from None
-        problems = validate_against_schema(sync, schema, scope.index)
-        if problems:
-            raise ConfigError(problems)
-        tags: dict[str, dict[str, str]] = {}
-        for mapping in sync.fields:
-            target = schema.field(mapping.field)
-            if target is not None and target.field_type == "dynamictags":
-                listed = await client.list_dynamic_tags(schema.name, target.id)
-                tags[target.name] = {tag.name: tag.id for tag in listed}
-        return schema, tags
+        """The cheap part of ``kizen-sync check``, before the first write: Kizen reachable,
+        credentials accepted, the object and every mapped field fit the sync, dynamic tags
+        listed. These are the reads the plan needs anyway, so they cost no extra request;
+        a problem stops the run with the fix ``check`` would print.
+        """
+        return await prepare_sync(client, scope.index, scope.sync)
+
+    def _verify_policy(self, sync: SyncConfig) -> VerifyPolicy:
+        """``verify:`` of the sync file; without it, a sample until a run of the sync has
+        succeeded (a new account's unverified wire shapes show on the first run).
+        """
+        if sync.verify is not None:
+            return VerifyPolicy(rate=sync.verify.effective_rate, reason="the sync file")
+        if not self.store.has_succeeded(sync.name):
+            return FIRST_RUN_VERIFY
+        return VerifyPolicy()
 
     def _iter_ops(
         self,
@@ -581,6 +579,15 @@ class SyncRunner:
             if self.progress is not None:
                 self.progress(sync.name, done, total)
 
+        verify = self._verify_policy(sync)
+        if verify.active:
+            self.log.info(
+                "sync %s: reading back the first %d and %.0f%% of written records (%s)",
+                sync.name,
+                verify.first,
+                verify.rate * 100,
+                verify.reason,
+            )
         executor = Executor(
             kizen.client,
             schema,
@@ -589,6 +596,7 @@ class SyncRunner:
             progress=progress,
             log=self.log,
             before_send=lease.check,
+            verify=verify,
         )
         ops: list[PlannedOp] | AsyncIterator[PlannedOp]
         if plan.ops is not None:

@@ -8,8 +8,9 @@ compares, field by field, the canonical value Kizen holds with the one that was 
 that the next run retries.
 
 Which records are re-read is decided by :class:`VerifyPolicy`: all, none, or a sample chosen
-by a hash of the record's source key, so that the same records are chosen on every run and a
-test can predict them.
+by a hash of the record's source key (the same records are chosen on every run, so a test can
+predict them), plus, on a sync's first runs against an account, the first few records written
+whatever their keys, so that even a small first run reads something back.
 """
 
 from __future__ import annotations
@@ -36,12 +37,19 @@ class VerifyPolicy:
 
     Attributes:
         rate: fraction of written records to verify (0 = none, 1 = all).
-        reason: why this rate applies (``"sync file"``, ``"first run against the account"``),
-            for the run's log line.
+        first: also verify the first this many records written in the run.
+        reason: why this policy applies (``"the sync file"``, ``"the sync's first run"``), for
+            the run's log line.
     """
 
     rate: float = 0.0
+    first: int = 0
     reason: str = ""
+
+    @property
+    def active(self) -> bool:
+        """Whether any record may be verified."""
+        return self.rate > 0 or self.first > 0
 
     def chosen(self, source_key: str) -> bool:
         """Whether this record is verified; stable across runs for a given key and rate."""

@@ -246,6 +246,20 @@ class StateStore:
             }
         )
 
+    def has_succeeded(self, sync: str | SyncConfig) -> bool:
+        """Whether any run of this sync ever finished with status ``success`` (read-after-write
+        verification samples a sync's first runs by default, until one succeeds).
+        """
+        self.ensure_schema()
+        runs = self.tables.runs
+        stmt = (
+            select(runs.c.run_id)
+            .where(runs.c.sync_name == _name(sync), runs.c.status == "success")
+            .limit(1)
+        )
+        with self._connect() as conn:
+            return conn.execute(stmt).first() is not None
+
     def _upsert_run(self, values: dict[str, Any]) -> None:
         self.ensure_schema()
         row: dict[str, Any] = dict.fromkeys(RUN_COUNTS, 0) | {"message": None} | values

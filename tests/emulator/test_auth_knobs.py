@@ -138,6 +138,6 @@ def test_state_survives_restart(tmp_path):
     assert value(again.get_record("accounts", rid), "labels")[0]["name"] == "Renewal"
     assert [r["id"] for r in again.records("accounts")] == [rid]
     assert len(again.records("companies_company")) == 3
-    with pytest.raises(ValueError, match="400.*conflict"):
+    with pytest.raises(ValueError, match=r"400.*conflict"):
         again.create_record("accounts", {"name": "gone"})
     again.close()

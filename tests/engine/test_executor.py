@@ -118,8 +118,7 @@ def _by_id(*entries: dict[str, Any]) -> list[dict[str, Any]]:
     contact creates can answer 403)."""
     fields = Emulator.demo(validate=False).business.object(CONTACTS).by_name
     return [
-        {"id": fields[e["name"]].id, **{k: v for k, v in e.items() if k != "name"}}
-        for e in entries
+        {"id": fields[e["name"]].id, **{k: v for k, v in e.items() if k != "name"}} for e in entries
     ]
 
 

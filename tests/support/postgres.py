@@ -1,8 +1,9 @@
 """PostgreSQL databases and schemas a test run owns, and the sweep of what killed runs left.
 
-Every database or schema the suite (or ``python -m bench``) creates carries the id of the
+Every database, schema or role the suite (or ``python -m bench``) creates carries the id of the
 process that owns it: ``t_<pid>_<hex>`` schemas in the ``test`` database,
-``kizen_test_<pid>_<purpose>`` and ``kizen_bench_<pid>`` databases. Fixtures drop their own
+``kizen_test_<pid>_<purpose>`` and ``kizen_bench_<pid>`` databases, ``kizen_test_<pid>_role_<hex>``
+login roles (a user with fewer rights, e.g. no CREATE). Fixtures drop their own
 objects in finalizers, which run after a failure too; a run killed outright (a CI time limit,
 ``kill -9``) cannot, so :func:`sweep_stale` drops every owned object whose process is gone.
 Objects of a live process (another worktree's ``make test`` on the same server) are left
@@ -25,6 +26,7 @@ __all__ = [
     "database_name",
     "drop_database",
     "owned_database",
+    "owned_role",
     "owned_schema",
     "schema_name",
     "sweep_stale",
@@ -36,6 +38,7 @@ PG_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 #: Owned names: the owner's pid is the first number after the prefix.
 _DATABASE = re.compile(r"^kizen_(?:test|bench)_(\d+)(?:_[a-z0-9_]+)?$")
 _SCHEMA = re.compile(r"^t_(\d+)_[0-9a-f]+$")
+_ROLE = re.compile(r"^kizen_test_(\d+)_role_[0-9a-f]+$")
 
 
 def schema_name() -> str:
@@ -106,16 +109,44 @@ def owned_schema(url: str = PG_URL) -> Iterator[str]:
             conn.execute(text(f'DROP SCHEMA IF EXISTS "{name}" CASCADE'))
 
 
+def _drop_role(conn: Connection, name: str) -> None:
+    assert _ROLE.match(name), name
+    if conn.execute(text("SELECT 1 FROM pg_roles WHERE rolname = :n"), {"n": name}).first():
+        conn.execute(text(f'DROP OWNED BY "{name}"'))
+        conn.execute(text(f'DROP ROLE "{name}"'))
+
+
+@contextmanager
+def owned_role(url: str = PG_URL) -> Iterator[str]:
+    """A login role owned by this process, with no rights of its own; dropped with what it
+    was granted (``DROP OWNED``) when the block exits, however.
+    """
+    name = f"kizen_test_{os.getpid()}_role_{uuid.uuid4().hex[:8]}"
+    with _admin(url) as conn:
+        conn.execute(text(f'CREATE ROLE "{name}" LOGIN'))
+    try:
+        yield name
+    finally:
+        with _admin(url) as conn:
+            _drop_role(conn, name)
+
+
 def sweep_stale(url: str = PG_URL) -> list[str]:
-    """Drop every owned database and schema whose owning process no longer runs."""
+    """Drop every owned database, schema and role whose owning process no longer runs."""
     dropped = []
     with _admin(url) as conn:
         databases = conn.execute(text("SELECT datname FROM pg_database")).scalars().all()
         schemas = conn.execute(text("SELECT nspname FROM pg_namespace")).scalars().all()
+        roles = conn.execute(text("SELECT rolname FROM pg_roles")).scalars().all()
         for name in schemas:
             match = _SCHEMA.match(name)
             if match and not _alive(int(match.group(1))):
                 conn.execute(text(f'DROP SCHEMA IF EXISTS "{name}" CASCADE'))
+                dropped.append(name)
+        for name in roles:
+            match = _ROLE.match(name)
+            if match and not _alive(int(match.group(1))):
+                _drop_role(conn, name)
                 dropped.append(name)
     for name in databases:
         match = _DATABASE.match(name)

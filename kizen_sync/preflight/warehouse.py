@@ -1,0 +1,166 @@
+"""The warehouse side of the pre-flight check: connection, sources, state tables.
+
+Writes nothing: the state tables are not created here. When they do not exist yet, the check
+asks the database whether the user may create them (PostgreSQL's ``has_schema_privilege`` /
+``has_database_privilege``; for SQLite, whether the database file and its directory are
+writable), because the first run creates them before it sends anything.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from sqlalchemy import Connection, func, inspect, select, text
+
+from kizen_sync.config import ProjectConfig, SyncConfig
+from kizen_sync.errors import SourceError, StateStoreError
+from kizen_sync.preflight.results import Check, Status
+from kizen_sync.warehouse import Source, StateTables, Warehouse
+from kizen_sync.warehouse.sqlfiles import migrations
+from kizen_sync.warehouse.tables import state_tables
+
+__all__ = ["check_warehouse"]
+
+_AREA = "warehouse"
+
+
+def _may_create(conn: Connection, warehouse: Warehouse) -> tuple[bool | None, str]:
+    """Whether the connected user may create the state tables, and where they would go."""
+    dialect = warehouse.dialect
+    if dialect == "postgresql":
+        schema = warehouse.state_schema or conn.execute(text("SELECT current_schema()")).scalar()
+        if schema and schema in inspect(conn).get_schema_names():
+            allowed = conn.execute(
+                text("SELECT has_schema_privilege(:s, 'CREATE')"), {"s": schema}
+            ).scalar()
+            return bool(allowed), f"schema {schema!r}"
+        allowed = conn.execute(
+            text("SELECT has_database_privilege(current_database(), 'CREATE')")
+        ).scalar()
+        return bool(allowed), f"a new schema {schema!r} in the database"
+    if dialect == "sqlite":
+        database = warehouse.engine.url.database
+        if not database or database == ":memory:":
+            return True, "the in-memory database"
+        path = Path(database)
+        directory = path.parent if str(path.parent) else Path()
+        writable = os.access(directory, os.W_OK) and (not path.exists() or os.access(path, os.W_OK))
+        return writable, f"the database file {path}"
+    return None, f"the {dialect} warehouse"
+
+
+def _state(warehouse: Warehouse) -> Check:
+    tables: StateTables = state_tables(warehouse.state_schema, warehouse.table_prefix)
+    latest = max(f.version for f in migrations(warehouse.dialect))
+    where = f"{warehouse.state_schema + '.' if warehouse.state_schema else ''}"
+    names = f"{where}{warehouse.table_prefix}*"
+    with warehouse.connect() as conn:
+        if inspect(conn).has_table(tables.version.name, schema=warehouse.state_schema):
+            applied = conn.execute(
+                select(func.coalesce(func.max(tables.version.c.version), 0))
+            ).scalar_one()
+            conn.execute(select(func.count()).select_from(tables.state)).scalar_one()
+            if applied >= latest:
+                return Check(
+                    _AREA, "state tables", Status.OK, f"{names} present (DDL version {applied})"
+                )
+            allowed, place = _may_create(conn, warehouse)
+            detail = f"{names} at DDL version {applied}; the next run upgrades them to {latest}"
+        else:
+            allowed, place = _may_create(conn, warehouse)
+            detail = f"{names} do not exist yet; the first run creates them in {place}"
+    if allowed is None:
+        return Check(
+            _AREA, "state tables", Status.WARN, f"{detail} (DDL rights cannot be checked here)"
+        )
+    if not allowed:
+        return Check(
+            _AREA,
+            "state tables",
+            Status.FAIL,
+            f"{detail}, but this user may not create tables there",
+            "grant CREATE on that schema (or database) to the warehouse user, set "
+            "warehouse.state_schema to one it may write, or have an owner run kizen-sync once",
+            key="warehouse.state_schema",
+        )
+    return Check(_AREA, "state tables", Status.OK, f"{detail} (CREATE allowed)")
+
+
+def _source(warehouse: Warehouse, index: int, sync: SyncConfig) -> Check:
+    try:
+        source = Source(warehouse, sync)
+    except SourceError as exc:
+        key = f"syncs[{index}].{exc.context.get('key') or 'source'}"
+        return Check(
+            _AREA,
+            "source",
+            Status.FAIL,
+            exc.message,
+            f"fix {key}: name a table, view or column the warehouse has",
+            sync.name,
+            key,
+        )
+    columns = len({*sync.source.primary_key, *sync.mapped_columns})
+    return Check(
+        _AREA,
+        "source",
+        Status.OK,
+        f"{source.label}: the {columns} key and mapped columns exist",
+        sync=sync.name,
+    )
+
+
+def check_warehouse(
+    config: ProjectConfig,
+    syncs: list[tuple[int, SyncConfig]],
+    warehouse: Warehouse | None = None,
+) -> list[Check]:
+    """Connection, each sync's source and columns, the state tables and DDL rights.
+
+    Args:
+        config: the sync file.
+        syncs: the syncs to check, with their index in the file.
+        warehouse: an open warehouse (tests); default one from ``config.warehouse``.
+    """
+    owned = warehouse is None
+    try:
+        warehouse = warehouse or Warehouse.from_config(config.warehouse)
+        with warehouse.connect() as conn:
+            conn.execute(text("SELECT 1"))
+    except (SourceError, StateStoreError) as exc:
+        skipped = [
+            Check(_AREA, "source", Status.SKIPPED, "the warehouse was not reached", sync=s.name)
+            for _, s in syncs
+        ]
+        return [
+            Check(
+                _AREA,
+                "connect",
+                Status.FAIL,
+                exc.message,
+                "check warehouse.url (and the ${...} variables it uses)",
+                key="warehouse.url",
+            ),
+            *skipped,
+        ]
+    try:
+        checks = [Check(_AREA, "connect", Status.OK, warehouse.describe())]
+        try:
+            checks.append(_state(warehouse))
+        except (SourceError, StateStoreError) as exc:
+            checks.append(
+                Check(
+                    _AREA,
+                    "state tables",
+                    Status.FAIL,
+                    exc.message,
+                    "make the state tables readable by this user, or point warehouse."
+                    "state_schema / table_prefix at tables it may use",
+                )
+            )
+        checks.extend(_source(warehouse, index, sync) for index, sync in syncs)
+        return checks
+    finally:
+        if owned:
+            warehouse.dispose()
