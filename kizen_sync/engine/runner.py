@@ -43,6 +43,7 @@ import httpx
 
 from kizen_sync.client import ClientSettings, KizenClient
 from kizen_sync.config import ProjectConfig, SyncConfig, load_config
+from kizen_sync.engine.budget import ApplyBudget
 from kizen_sync.engine.executor import ApplySummary, Executor
 from kizen_sync.engine.guards import (
     GuardReport,
@@ -371,7 +372,7 @@ class SyncRunner:
                 would_archive=plan.by_op[Operation.ARCHIVE],
             )
             try:
-                summary = await self._apply(kizen, options, plan, run_id, lease)
+                summary = await self._apply(kizen, options, plan, run_id, lease, archive)
             except BaseException as exc:
                 report.finished_at = _now()
                 report.requests = client.stats.requests
@@ -551,7 +552,13 @@ class SyncRunner:
         )
 
     async def _apply(
-        self, kizen: _Kizen, options: RunOptions, plan: _Plan, run_id: str, lease: Lease
+        self,
+        kizen: _Kizen,
+        options: RunOptions,
+        plan: _Plan,
+        run_id: str,
+        lease: Lease,
+        archive: ArchiveCounts,
     ) -> ApplySummary:
         schema = kizen.schema
         if schema is None:  # nothing reached the planner: nothing to send
@@ -598,11 +605,17 @@ class SyncRunner:
             before_send=lease.check,
             verify=verify,
         )
-        ops: list[PlannedOp] | AsyncIterator[PlannedOp]
+        # Whatever pass produced them, archives and rejects count against the guards' budget
+        # as they go to the executor (engine/budget.py).
+        budget = ApplyBudget(sync, synced=archive.synced, planned=plan.planned)
+        ops: Iterator[PlannedOp] | AsyncIterator[PlannedOp]
         if plan.ops is not None:
-            ops = plan.ops
+            ops = budget.admit_all(plan.ops)
         else:
-            ops = _in_thread(self._iter_ops(scope, kizen, options))
+            # The source is read again: a reload since the plan must not reach Kizen.
+            again = self._archive_counts(scope, options)
+            raise_for_archive(sync, again.deleted, again.synced)
+            ops = budget.admit_async(_in_thread(self._iter_ops(scope, kizen, options)))
         return await executor.apply(ops, total=plan.total)
 
 
