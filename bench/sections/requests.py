@@ -31,14 +31,12 @@ PER_RUN = ("schema", "schema fields", "tag listing", "object list")
 
 def route_kind(method: str, route: str) -> str:
     """A short name for one (method, route template) of the emulator's log."""
+    if route.endswith("/tags"):  # /api/pipelines/{object}/fields/... or /api/client/fields/...
+        return "tag listing"
     if route.startswith("/api/custom-objects"):
-        if route.endswith("/tags"):
-            return "tag listing"
         if route.endswith("/fields"):
             return "schema fields"
         return "object list" if route == "/api/custom-objects" else "schema"
-    if route.startswith("/api/client/fields"):
-        return "tag listing"
     if "/field-values/" in route:
         return "field-values page"
     if route.endswith("/lookup"):
