@@ -4,8 +4,8 @@ Timings depend on the machine, so nothing here asserts a figure: the figures are
 (``pytest -s`` shows them) and only completeness and shape are checked: every part ran,
 produced rows with its columns and its targets, left no error, and the machine facts are
 there. The smoke size runs each part on tiny data with its measurements in the bench's own
-process (about 10 s on a quiet 2-core machine, 45 s with a load average of 12), so the time
-limits below are hang guards, far above that. The PostgreSQL database of the run is owned by
+process (7 s of CPU; 24 s of wall time at a load average of 8, 33-46 s at 12), so the time
+limit below is a hang guard, far above that. The PostgreSQL database of the run is owned by
 this test and dropped by its fixture, even when the run is killed.
 """
 
