@@ -13,6 +13,7 @@ from dagster_project.metadata import OPEN_FAILURES_SHOWN, guard_metadata, open_f
 from dagster_project.resources import StateStoreResource
 from kizen_sync.config import SyncConfig
 from kizen_sync.engine.guards import GuardReport
+from kizen_sync.engine.parking import parked_note
 from kizen_sync.models import RunReport
 
 __all__ = [
@@ -107,18 +108,29 @@ def failure_rate_spec(sync: SyncConfig, key: dg.AssetKey) -> dg.AssetCheckSpec:
 
 
 def failure_rate_result(sync: SyncConfig, report: RunReport) -> dg.AssetCheckResult:
-    """The failure-rate verdict of one run (a dry run judges its mapping rejects)."""
+    """The failure-rate verdict of one run (a dry run judges its mapping rejects).
+
+    Parked failures (rows that failed before and have not changed, so the run skipped them)
+    are a WARN with their count and age, never an ERROR: they are known, not news.
+    """
     rate = report.failure_rate
     over = rate > sync.failure_threshold
+    parked_age = (
+        (report.finished_at - report.parked_since).total_seconds() if report.parked_since else 0.0
+    )
     return dg.AssetCheckResult(
         check_name=_failure_rate_name(sync),
-        passed=report.counts.failed == 0,
+        passed=report.counts.failed == 0 and report.parked == 0,
         severity=dg.AssetCheckSeverity.ERROR if over else dg.AssetCheckSeverity.WARN,
+        description=parked_note(sync.name, report.parked, report.parked_since) or None,
         metadata={
             "failed": dg.MetadataValue.int(report.counts.failed),
+            "new_failures": dg.MetadataValue.int(report.new_failures),
             "planned": dg.MetadataValue.int(report.planned),
             "failure_rate": dg.MetadataValue.float(rate),
             "failure_threshold": dg.MetadataValue.float(sync.failure_threshold),
+            "parked": dg.MetadataValue.int(report.parked),
+            "parked_age_s": dg.MetadataValue.float(max(0.0, parked_age)),
         },
     )
 

@@ -25,7 +25,13 @@ class SyncRunConfig(dg.Config):
     )
     only_failed: bool = Field(
         default=False,
-        description="Re-send only the records whose last attempt failed (job <sync>_retry_failed).",
+        description="Re-send only the records whose last attempt failed, parked ones included "
+        "(job <sync>_retry_failed).",
+    )
+    include_parked: bool = Field(
+        default=False,
+        description="Also re-send parked failures: records that failed before for a reason "
+        "sending the same values cannot fix, and whose rows have not changed since.",
     )
 
     def options(self, run_id: str) -> RunOptions:
@@ -35,6 +41,7 @@ class SyncRunConfig(dg.Config):
             full_refresh=self.full_refresh,
             max_records=self.max_records,
             only_failed=self.only_failed,
+            include_parked=self.include_parked,
             run_id=run_id,
         )
 

@@ -36,6 +36,9 @@ class ChangeKind(StrEnum):
     CHANGED = "changed"  # fingerprint differs from the confirmed state (or forced)
     DELETED = "deleted"  # confirmed state but the row is gone (or soft-deleted)
     UNCHANGED = "unchanged"
+    # new or changed, but it failed with this very fingerprint and is parked: not re-sent
+    # (kizen_sync.warehouse.failures); ``row`` is None
+    PARKED = "parked"
 
 
 class Operation(StrEnum):
@@ -202,7 +205,8 @@ class RunOptions:
     full_refresh: bool = False  # compare and send every field of every row in scope
     max_records: int | None = None  # cap on planned writes this run (the rest wait)
     partition: Partition | None = None
-    only_failed: bool = False  # `kizen-sync retry`: re-send only open failures
+    only_failed: bool = False  # `kizen-sync retry`: re-send only open failures (parked too)
+    include_parked: bool = False  # also re-send parked failures whose rows did not change
     run_id: str | None = None  # defaults to a new UUID; Dagster passes its run id
     lease_wait_s: float | None = None  # wait for another run of the sync; None: the file's
 
@@ -227,8 +231,22 @@ class RunReport:
     labels: dict[str, dict[str, str]] = field(default_factory=dict)
     would_archive: int = 0
     message: str = ""
+    # Parked failures (kizen_sync.warehouse.failures): rows skipped by this run because they
+    # failed before with the very values they still have, and since when the oldest is parked.
+    parked: int = 0
+    parked_since: datetime | None = None
+    # Failures of this run that were parked with the same fingerprint before it (a retry or an
+    # --include-parked run sending them again): known, not news, not counted by the threshold.
+    known_failed: int = 0
+
+    @property
+    def new_failures(self) -> int:
+        """Failed records of this run that were not already known to fail as they are."""
+        return max(0, self.counts.failed - self.known_failed)
 
     @property
     def failure_rate(self) -> float:
-        """Failed records over planned writes (0 when nothing was planned)."""
-        return self.counts.failed / self.planned if self.planned else 0.0
+        """New failures over planned writes (0 when nothing was planned); what
+        ``failure_threshold`` is compared with.
+        """
+        return self.new_failures / self.planned if self.planned else 0.0

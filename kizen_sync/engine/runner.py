@@ -51,11 +51,14 @@ from kizen_sync.engine.guards import (
     raise_for_archive,
     raise_for_rejects,
 )
+from kizen_sync.engine.parking import KnownFailures, parked_note
 from kizen_sync.engine.planner import plan_row
 from kizen_sync.engine.verify import VerifyPolicy
 from kizen_sync.mapping.labels import value_labels
 from kizen_sync.models import (
+    ChangeKind,
     Operation,
+    Outcome,
     PlannedOp,
     RecordResult,
     RunCounts,
@@ -97,7 +100,9 @@ class _Plan:
 
     ops: list[PlannedOp] | None = field(default_factory=list)  # None: too many, re-stream
     by_op: dict[Operation, int] = field(default_factory=lambda: dict.fromkeys(Operation, 0))
-    rejects: list[PlannedOp] = field(default_factory=list)  # first few, for messages
+    rejects: list[PlannedOp] = field(default_factory=list)  # first few new ones, for messages
+    known_rejects: int = 0  # rejects that are not news (KnownFailures.known_reject)
+    known_failed: int = 0  # failed results that are not news (KnownFailures.known_failure)
     sample: list[PlannedOp] = field(default_factory=list)
     tally: ChangeTally = field(default_factory=ChangeTally)  # the streamed rows, by kind
     watch: Collection[str] = ()  # open failures to look out for in the stream
@@ -111,6 +116,11 @@ class _Plan:
     @property
     def total(self) -> int:
         return sum(self.by_op.values())
+
+    @property
+    def new_rejects(self) -> int:
+        """Rejected rows the reject-rate guard judges: only the new or changed ones."""
+        return self.by_op[Operation.FAIL] - self.known_rejects
 
 
 @dataclass
@@ -151,6 +161,8 @@ class _Scope:
     index: int
     detector: ChangeDetector
     only_keys: set[str] | None
+    known: KnownFailures = field(default_factory=KnownFailures)
+    skip_parked: bool = True  # parked rows are skipped unless asked for
 
 
 def client_settings_from_config(config: ProjectConfig, **overrides: Any) -> ClientSettings:
@@ -276,7 +288,7 @@ class SyncRunner:
         unchanged = self._unchanged(scope, options, archive, plan)
         guard = self._guard_report(scope.sync, archive, plan)
         by_op = plan.by_op
-        return RunReport(
+        report = RunReport(
             run_id=options.run_id or uuid.uuid4().hex,
             sync=sync_name,
             partition_key=options.partition.key if options.partition else None,
@@ -298,6 +310,8 @@ class SyncRunner:
             would_archive=guard.would_archive,
             message=guard.message,
         )
+        self._note_parked(report, plan)
+        return report
 
     async def acheck_guards(self, sync_name: str, options: RunOptions | None = None) -> GuardReport:
         """Coroutine of :meth:`check_guards`."""
@@ -357,7 +371,7 @@ class SyncRunner:
         async with self._client() as client:
             kizen = self._kizen(client, scope)
             plan = await asyncio.to_thread(self._plan, scope, kizen, options, True, watch)
-            raise_for_rejects(sync, plan.by_op[Operation.FAIL], plan.planned, plan.rejects)
+            raise_for_rejects(sync, plan.new_rejects, plan.planned, plan.rejects)
             unchanged = self._unchanged(scope, options, archive, plan)
             self.store.start_run(run_id, sync.name, partition_key, started_at=started)
             report = RunReport(
@@ -384,12 +398,14 @@ class SyncRunner:
         summary.counts.unchanged = unchanged
         report.counts = summary.counts
         report.failures = summary.failures
+        report.known_failed = plan.known_failed
+        self._note_parked(report, plan)
         report.finished_at = _now()
         rate = report.failure_rate
         if rate > sync.failure_threshold:
             report.status = "failed"
             report.message = (
-                f"{report.counts.failed} of {report.planned} records failed ({rate:.0%}), more "
+                f"{report.new_failures} of {report.planned} records failed ({rate:.0%}), more "
                 f"than failure_threshold {sync.failure_threshold:.0%}; "
                 f"see `kizen-sync failures --sync {sync.name}`"
             )
@@ -404,6 +420,10 @@ class SyncRunner:
             report.requests,
             (report.finished_at - started).total_seconds(),
         )
+        if report.parked:
+            self.log.info(
+                "sync %s: %s", sync.name, parked_note(sync.name, report.parked, report.parked_since)
+            )
         return report
 
     # --- stages -------------------------------------------------------------------------
@@ -420,7 +440,19 @@ class SyncRunner:
         source = Source(self.warehouse, sync)
         detector = ChangeDetector(self.warehouse, sync, source)
         only_keys = self.store.failed_keys(sync.name) if options.only_failed else None
-        return _Scope(sync=sync, index=index, detector=detector, only_keys=only_keys)
+        resend = options.only_failed or options.include_parked
+        known = KnownFailures(
+            parked=self.store.failures.fingerprints(sync.name, only_keys) if resend else {},
+            asked=frozenset(only_keys or ()),
+        )
+        return _Scope(
+            sync=sync,
+            index=index,
+            detector=detector,
+            only_keys=only_keys,
+            known=known,
+            skip_parked=not resend,
+        )
 
     def _client(self) -> KizenClient:
         return KizenClient(self.client_settings, transport=self.transport)
@@ -454,11 +486,13 @@ class SyncRunner:
         kizen: _Kizen,
         options: RunOptions,
         tally: ChangeTally | None = None,
+        parked: set[str] | None = None,
     ) -> Iterator[PlannedOp]:
         """Plan the changed rows in warehouse order, stopping at ``max_records`` writes.
 
         NOOP state refreshes are free and do not count against the cap. ``tally`` counts the
         streamed rows and is marked complete only when the stream was read to its end.
+        Parked rows are not planned (nor is Kizen read for them); their keys go to ``parked``.
         """
         writes = 0
         for chunk in scope.detector.iter_changes(
@@ -466,13 +500,18 @@ class SyncRunner:
             full_refresh=options.full_refresh,
             only_keys=scope.only_keys,
             chunk_size=CHUNK_SIZE,
+            skip_parked=scope.skip_parked,
         ):
-            schema, tags = kizen.prepared()
             for change in chunk:
                 if options.max_records is not None and writes >= options.max_records:
                     return
                 if tally is not None:
                     tally.add(change)
+                if change.kind is ChangeKind.PARKED:
+                    if parked is not None:
+                        parked.add(change.source_key)
+                    continue
+                schema, tags = kizen.prepared()
                 op = plan_row(
                     change, scope.sync, schema, full_refresh=options.full_refresh, tags=tags
                 )
@@ -494,11 +533,14 @@ class SyncRunner:
         are noted in ``seen``.
         """
         plan = _Plan(ops=[] if keep else None, watch=watch)
-        for op in self._iter_ops(scope, kizen, options, plan.tally):
+        parked: set[str] = set()
+        for op in self._iter_ops(scope, kizen, options, plan.tally, parked):
             if op.source_key in watch:
                 plan.seen.add(op.source_key)
             plan.by_op[op.op] += 1
-            if op.op is Operation.FAIL and len(plan.rejects) < 3:
+            if scope.known.known_reject(op):
+                plan.known_rejects += 1
+            elif op.op is Operation.FAIL and len(plan.rejects) < 3:
                 plan.rejects.append(op)
             if op.op is not Operation.NOOP and len(plan.sample) < PLAN_SAMPLE:
                 plan.sample.append(op)
@@ -506,6 +548,7 @@ class SyncRunner:
                 plan.ops.append(op)
                 if len(plan.ops) > PLAN_IN_MEMORY:
                     plan.ops = None
+        plan.seen.update(parked.intersection(watch))
         return plan
 
     def _resolve_failures(self, sync: SyncConfig, plan: _Plan, run_id: str) -> None:
@@ -525,6 +568,12 @@ class SyncRunner:
                 sync.name,
                 resolved,
             )
+
+    def _note_parked(self, report: RunReport, plan: _Plan) -> None:
+        """How many parked rows this pass skipped, and since when the oldest is parked."""
+        report.parked = plan.tally.parked
+        if report.parked:
+            report.parked_since = self.store.failures.summary(report.sync).oldest
 
     @staticmethod
     def _archive_counts(scope: _Scope, options: RunOptions) -> ArchiveCounts:
@@ -546,7 +595,7 @@ class SyncRunner:
             sync,
             deleted=counts.deleted,
             synced=counts.synced,
-            rejects=plan.by_op[Operation.FAIL],
+            rejects=plan.new_rejects,
             planned=plan.planned,
             examples=plan.rejects,
         )
@@ -572,6 +621,9 @@ class SyncRunner:
         hash_key = hash_text.encode("utf-8") if hash_text else None
 
         def sink(results: list[RecordResult]) -> None:
+            plan.known_failed += sum(
+                1 for r in results if r.outcome is Outcome.FAILED and scope.known.known_failure(r)
+            )
             self.store.record_results(
                 run_id,
                 sync.name,

@@ -28,6 +28,7 @@ from sqlalchemy import (
     false,
     func,
     not_,
+    null,
     or_,
     select,
     true,
@@ -113,11 +114,17 @@ class ChangeTally:
     changed: int = 0
     restored: int = 0
     deleted: int = 0
+    parked: int = 0  # rows skipped because they are parked (ChangeKind.PARKED)
+    parked_live: int = 0  # ... of which have a live state row (a failed update)
     complete: bool = False
 
     def add(self, change: ChangedRow) -> None:
         """Count one streamed row."""
-        if change.kind is ChangeKind.NEW:
+        if change.kind is ChangeKind.PARKED:
+            self.parked += 1
+            state = change.state
+            self.parked_live += state is not None and not state.archived
+        elif change.kind is ChangeKind.NEW:
             self.new += 1
         elif change.kind is ChangeKind.DELETED:
             self.deleted += 1
@@ -128,7 +135,7 @@ class ChangeTally:
 
     def unchanged(self, archive: ArchiveCounts) -> int:
         """Unchanged rows in scope, given the archive counts of the same scope."""
-        return max(0, archive.synced - archive.deleted - self.changed)
+        return max(0, archive.synced - archive.deleted - self.changed - self.parked_live)
 
 
 class ChangeDetector:
@@ -211,8 +218,13 @@ class ChangeDetector:
         keys: Sequence[str] | None,
         *,
         with_rows: bool,
+        skip_parked: bool = False,
     ) -> list[_Part]:
-        """The joins to run and the SQL predicates of each change kind in them."""
+        """The joins to run and the SQL predicates of each change kind in them.
+
+        With ``skip_parked``, rows whose fingerprint is the one their parked failure was
+        recorded with get the extra predicate ``parked`` (see :mod:`.failures`).
+        """
         source = self.source
         dialect = self.warehouse.sql_dialect
         key = source.key_expr()
@@ -244,10 +256,21 @@ class ChangeDetector:
         live = and_(has_src, not_(gone)) if soft is not None else has_src
         archived = st.c.archived == true()
         same = and_(st.c.fingerprint.is_not(None), st.c.fingerprint == src.c.fp)
+        extra: dict[str, ColumnElement[bool]] = {}
+        if skip_parked:
+            parked = self.store.tables.parked
+            pk = (
+                select(parked.c.source_key, parked.c.fingerprint)
+                .where(parked.c.sync_name == self.sync.name)
+                .subquery("pk")
+            )
+            joined = joined.outerjoin(pk, pk.c.source_key == src.c.k)
+            extra["parked"] = and_(pk.c.fingerprint.is_not(None), pk.c.fingerprint == src.c.fp)
         parts = [
             _Part(
                 joined,
                 {
+                    **extra,
                     "new": and_(live, not_(has_st)),
                     "changed": and_(live, has_st, or_(archived, not_(same))),
                     "deleted": and_(
@@ -352,22 +375,31 @@ class ChangeDetector:
         full_refresh: bool = False,
         only_keys: Collection[str] | None = None,
         chunk_size: int = 1000,
+        skip_parked: bool = False,
     ) -> Iterator[list[ChangedRow]]:
         """Stream the new, changed and deleted rows in chunks of up to ``chunk_size``.
 
         Rows come through a server-side cursor, so memory stays flat however large the
         source. ``full_refresh`` reports every in-scope row that has state as CHANGED (rows
         without state stay NEW), for backfills that compare every field. ``only_keys`` limits
-        the diff to those source keys (the retry path).
+        the diff to those source keys (the retry path). ``skip_parked`` reports new or
+        changed rows that still have the fingerprint of their parked failure as PARKED,
+        without their values (:mod:`.failures`); the join is left out when the sync has no
+        parked record.
         """
         if chunk_size < 1:
             raise ValueError("chunk_size must be at least 1")
         self._prepare(partition)
         names = self.source.row_columns
+        skip_parked = skip_parked and self.store.failures.has_parked(self.sync)
         for keys in _batches(only_keys):
-            for part in self._diff(partition, keys, with_rows=True):
+            for part in self._diff(partition, keys, with_rows=True, skip_parked=skip_parked):
                 p = part.predicates
-                whens = [
+                parked = p.get("parked")
+                whens = []
+                if parked is not None:
+                    whens.append((and_(parked, or_(p["new"], p["changed"])), lit("parked")))
+                whens += [
                     (p[k.value], lit(k.value))
                     for k in (ChangeKind.NEW, ChangeKind.DELETED)
                     if k.value in p
@@ -376,7 +408,22 @@ class ChangeDetector:
                     changed = or_(p["changed"], p["unchanged"]) if full_refresh else p["changed"]
                     whens.append((changed, lit(ChangeKind.CHANGED.value)))
                 kind = case(*whens).label("kind")
-                inner = select(kind, *(q for q in part.subqueries if q is not None))
+                columns: list[Any] = [kind]
+                for sub in part.subqueries:
+                    if sub is None:
+                        continue
+                    if parked is None:
+                        columns.append(sub)
+                        continue
+                    # A parked row's values are not needed: leave them in the warehouse.
+                    for column in sub.c:
+                        heavy = column.name == "values_json" or column.name in self._value_labels
+                        columns.append(
+                            case((parked, null()), else_=column).label(column.name)
+                            if heavy
+                            else column
+                        )
+                inner = select(*columns)
                 inner_q = inner.select_from(part.source).subquery("d")
                 stmt = select(inner_q).where(inner_q.c.kind.is_not(None))
                 yield from self._stream(stmt, names, chunk_size)
@@ -398,6 +445,10 @@ class ChangeDetector:
                 sync=self.sync.name,
             ) from None
 
+    @property
+    def _value_labels(self) -> frozenset[str]:
+        return frozenset(f"c{i}" for i in range(len(self.source.row_columns)))
+
     def _changed_row(self, row: Any, names: list[str]) -> ChangedRow:
         kind = ChangeKind(row["kind"])
         state = None
@@ -406,9 +457,11 @@ class ChangeDetector:
                 source_key=row["source_key"],
                 kizen_id=row["kizen_id"],
                 fingerprint=row["fingerprint"],
-                values=decode_values(row["values_json"]),
+                values={} if kind is ChangeKind.PARKED else decode_values(row["values_json"]),
                 archived=bool(row["archived"]),
             )
+        if kind is ChangeKind.PARKED:
+            return ChangedRow(kind, row["k"], None, state, row["fp"])
         if kind is ChangeKind.DELETED:
             return ChangedRow(kind, row["source_key"], None, state, None)
         values = {name: row[f"c{i}"] for i, name in enumerate(names)}

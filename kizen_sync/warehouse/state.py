@@ -25,6 +25,7 @@ from kizen_sync.models import Operation, Outcome, RecordResult, RunReport, State
 from kizen_sync.warehouse.audit import MESSAGE_LIMIT, RESOLVE, audit_rows, utc
 from kizen_sync.warehouse.codec import decode_values, encode_values
 from kizen_sync.warehouse.engine import Warehouse
+from kizen_sync.warehouse.failures import Failures, parking_changes
 from kizen_sync.warehouse.migrations import Migrator
 from kizen_sync.warehouse.tables import RUN_COUNTS, state_tables
 
@@ -60,6 +61,8 @@ class StateStore:
         self.warehouse = warehouse
         self.tables = state_tables(warehouse.state_schema, warehouse.table_prefix)
         self._migrator = Migrator(warehouse, self.tables)
+        #: Parked failures and the failure listing (:mod:`.failures`).
+        self.failures = Failures(warehouse, self.tables)
 
     # --- schema ------------------------------------------------------------------------------
 
@@ -129,6 +132,7 @@ class StateStore:
             The number of audit rows written.
         """
         self.ensure_schema()
+        results = list(results)
         name, now = _name(sync), _now()
         sensitive = frozenset(sensitive_fields)
         rows: list[dict[str, Any]] = []
@@ -168,12 +172,14 @@ class StateStore:
                     "archived": False,
                 }
         state = self.tables.state
+        park, unpark = parking_changes(results)
         try:
             with self.warehouse.engine.begin() as conn:
                 if fence is not None:
                     fence(conn)
                 if rows:
                     conn.execute(insert(self.tables.audit), rows)
+                self.failures.apply(conn, name, run_id, now, park, unpark)
                 # Rows in key order: every flush locks state rows in the same order, so two
                 # flushes touching the same keys can wait for each other but never deadlock.
                 if upserts:
@@ -326,6 +332,7 @@ class StateStore:
                     for key in batch
                 )
             conn.execute(insert(self.tables.audit), rows)
+            self.failures.apply(conn, name, run_id, now, {}, ordered)
         return len(rows)
 
     def failed_keys(self, sync: str | SyncConfig) -> set[str]:

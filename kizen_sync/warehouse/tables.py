@@ -28,6 +28,8 @@ class StateTables:
     - ``state``: per sync and source key, the Kizen id, fingerprint and values last confirmed;
     - ``audit``: one row per attempt (what was planned, sent, and what Kizen said);
     - ``runs``: one row per run with its status and counts;
+    - ``parked``: failures not worth re-sending until their row or the mapping changes
+      (:mod:`.failures`);
     - ``version``: the DDL files applied;
     - ``leases``: per sync, the run that holds it (:mod:`.lease`);
     - ``open_failures`` / ``run_summary``: the monitoring views.
@@ -36,6 +38,7 @@ class StateTables:
     state: Table
     audit: Table
     runs: Table
+    parked: Table
     version: Table
     leases: Table
     open_failures: Table
@@ -84,6 +87,13 @@ def state_tables(schema: str | None, prefix: str) -> StateTables:
             Column("finished_at", ts),
         ),
         runs=table("runs", *run_columns),
+        parked=table(
+            "parked",
+            Column("sync_name", Text, primary_key=True),
+            Column("source_key", Text, primary_key=True),
+            *texts("fingerprint", "error_class", "run_id"),
+            Column("parked_at", ts),
+        ),
         version=table(
             "schema_version",
             Column("version", Integer, primary_key=True),

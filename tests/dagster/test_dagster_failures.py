@@ -27,7 +27,15 @@ def test_failed_record_is_shown_flagged_when_stuck_and_retried_alone(project: Pr
     assert rate.severity == dg.AssetCheckSeverity.WARN
     assert checks(first)["contacts_failures_left_open"].passed
 
-    assert project.run_job(defs, "contacts_sync").success
+    # Row 7 did not change: the next scheduled run leaves it parked and says so as a WARN.
+    second = project.run_job(defs, "contacts_sync")
+    assert second.success
+    parked = checks(second)["contacts_failure_rate"]
+    assert (parked.passed, parked.severity) == (False, dg.AssetCheckSeverity.WARN)
+    assert (parked.metadata["parked"].value, parked.metadata["new_failures"].value) == (1, 0)
+    assert "1 parked failure, unchanged since" in (parked.description or "")
+    # Retried by hand again and again, it stays failed: a person must look at it.
+    assert project.run_job(defs, "contacts_retry_failed").success
     third = project.run_job(defs, "contacts_retry_failed")
 
     assert third.success

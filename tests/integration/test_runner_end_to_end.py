@@ -8,126 +8,18 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Iterator
-from dataclasses import dataclass
 from typing import Any
 
 import pytest
 from rich.console import Console
 
-from kizen_sync.client import ClientSettings, KizenClient
-from kizen_sync.config import ProjectConfig, parse_config
-from kizen_sync.emulator import Emulator
+from kizen_sync.client import KizenClient
 from kizen_sync.engine import SyncRunner
 from kizen_sync.errors import ConfigError, GuardError
 from kizen_sync.models import RunOptions
 from kizen_sync.render import plan_table
 from kizen_sync.schema import ObjectSchema
-
-CONTACTS = "client_client"
-
-
-def people(db: Any, rows: list[tuple[Any, ...]]) -> None:
-    """(Re)create the source table ``people`` with ``rows``."""
-    db.run("DROP TABLE IF EXISTS {s}people")
-    db.run(
-        "CREATE TABLE {s}people (id INTEGER PRIMARY KEY, email TEXT NOT NULL, "
-        "first_name TEXT, tags TEXT, status TEXT)"
-    )
-    for row in rows:
-        db.run(
-            "INSERT INTO {s}people VALUES (:id, :email, :first, :tags, :status)",
-            dict(zip(("id", "email", "first", "tags", "status"), row, strict=True)),
-        )
-
-
-def person(i: int, **changes: Any) -> tuple[Any, ...]:
-    values = {
-        "email": f"p{i}@example.com",
-        "first": f"Person{i}",
-        "tags": "VIP,Newsletter" if i % 2 else "Beta",
-        "status": "Opted In",
-    } | changes
-    return (i, values["email"], values["first"], values["tags"], values["status"])
-
-
-def project(db: Any, **sync: Any) -> ProjectConfig:
-    spec: dict[str, Any] = {
-        "name": "contacts",
-        "object": CONTACTS,
-        "source": {"table": db.table("people"), "primary_key": ["id"]},
-        "identity": {"match_on": "email"},
-        "mode": "upsert",
-        "fields": [
-            {"column": "email", "field": "email"},
-            {"column": "first_name", "field": "first_name"},
-            {"column": "tags", "field": "tags", "format": "delimited"},
-            {"column": "status", "field": "email_status"},
-        ],
-    } | sync
-    return parse_config(
-        {
-            "warehouse": {"url": "unused://", "state_schema": db.schema},
-            "kizen": {"api_key_env": "KIZEN_SYNC_TEST_NO_SUCH_VAR"},
-            "syncs": [spec],
-        }
-    )
-
-
-@dataclass
-class Env:
-    db: Any  # conftest.Db
-    emu: Emulator
-    base_url: str
-
-    def settings(self, **overrides: Any) -> ClientSettings:
-        api_key, user_id, business_id = self.emu.credentials
-        values: dict[str, Any] = {
-            "base_url": self.base_url,
-            "api_key": api_key,
-            "user_id": user_id,
-            "business_id": business_id,
-            "backoff_base_s": 0.001,
-            "backoff_max_s": 0.01,
-            "max_retry_after_s": 0.05,
-            "max_attempts": 2,
-        }
-        return ClientSettings(**(values | overrides))
-
-    def runner(self, **sync: Any) -> SyncRunner:
-        return SyncRunner(
-            project(self.db, **sync), client_settings=self.settings(), warehouse=self.db.warehouse
-        )
-
-    def writes(self) -> int:
-        log = self.emu.request_log
-        return sum(log.total(method=m) for m in ("POST", "PATCH", "PUT", "DELETE"))
-
-    def contacts(self) -> dict[str, dict[str, Any]]:
-        """Live contacts by email: {email: {first_name, tags (names), email_status}}."""
-
-        async def read() -> dict[str, dict[str, Any]]:
-            async with KizenClient(self.settings()) as client:
-                out = {}
-                async for rec in client.iter_records(CONTACTS, page_size=1000):
-                    email = rec.value("email")
-                    if email and email.startswith("p"):
-                        status = rec.value("email_status")
-                        out[email] = {
-                            "first_name": rec.value("first_name"),
-                            "tags": sorted(t["name"] for t in rec.value("tags") or []),
-                            "email_status": status["name"] if status else None,
-                        }
-                return out
-
-        return asyncio.run(read())
-
-
-@pytest.fixture
-def env(db: Any) -> Iterator[Env]:
-    emu = Emulator.demo()
-    with emu.serve(host="127.0.0.1", port=0) as base_url:
-        yield Env(db, emu, base_url)
+from tests.integration.conftest import CONTACTS, Env, people, person, project
 
 
 def test_run_creates_updates_adds_and_removes_tags_and_archives(env: Env):
@@ -192,8 +84,9 @@ def test_reject_rate_guard_stops_a_mostly_broken_mapping(env: Env):
     assert env.writes() == 0
 
 
-def test_failures_are_retried_by_the_next_run(env: Env):
-    # Update mode: rows are matched by e-mail; records missing in Kizen fail, nothing is created.
+def test_records_missing_in_kizen_are_parked_until_retried(env: Env):
+    # Update mode: rows are matched by e-mail; records missing in Kizen fail (404, not worth
+    # re-sending as they are), nothing is created.
     people(env.db, [person(i) for i in range(1, 6)])
     runner = env.runner(mode="update")
     report = runner.run("contacts")
@@ -204,7 +97,18 @@ def test_failures_are_retried_by_the_next_run(env: Env):
     assert env.contacts() == {}
     for i in range(1, 6):  # someone creates the records in Kizen
         env.emu.create_record(CONTACTS, {"email": f"p{i}@example.com", "first_name": "Old"})
+    # The rows did not change: the next run leaves the parked failures alone, and succeeds.
+    env.emu.request_log.reset()
     report = runner.run("contacts")
+    assert (report.status, report.planned, report.parked, env.emu.request_log.total()) == (
+        "success",
+        0,
+        5,
+        0,
+    )
+    assert report.parked_since is not None
+    # Asked to, a retry sends them again.
+    report = runner.retry("contacts")
     assert (report.status, report.counts.updated, report.counts.failed) == ("success", 5, 0)
     assert runner.open_failures("contacts") == []
     assert {c["first_name"] for c in env.contacts().values()} == {f"Person{i}" for i in range(1, 6)}
@@ -233,7 +137,8 @@ def test_a_failure_fixed_without_a_change_left_to_send_is_closed(env: Env):
     runner = env.runner(delete={"max_archive_fraction": 1.0})
     assert runner.run("contacts").counts.failed == 1
     people(env.db, [person(1), person(2, status="Bogus"), person(3, status="Bogus")])
-    assert runner.run("contacts").counts.failed == 2
+    report = runner.run("contacts")  # row 3 is parked (unchanged since it failed): not re-sent
+    assert (report.counts.failed, report.parked) == (1, 1)
     assert {f["source_key"] for f in runner.open_failures("contacts")} == {"2", "3"}
 
     # Row 2 is put back as it was (nothing to send), row 3 is dropped before it was ever synced.
@@ -250,6 +155,7 @@ def test_a_failure_fixed_without_a_change_left_to_send_is_closed(env: Env):
     kizen_ids = {r["source_key"]: r["kizen_id"] for r in resolved}
     assert kizen_ids["2"] is not None  # the record it was synced to
     assert kizen_ids["3"] is None  # never created
+    assert runner.store.failures.summary("contacts").count == 0  # nothing left parked
 
 
 def test_editing_the_mapping_resends_what_it_changes_without_any_row_change(env: Env):

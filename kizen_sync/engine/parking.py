@@ -1,0 +1,63 @@
+"""What a run counts as news: new or changed failures, not the ones already parked.
+
+The guards and ``failure_threshold`` exist to catch a run that suddenly goes wrong. Rows that
+already failed with exactly the values they still have (parked, see
+:mod:`kizen_sync.warehouse.failures`) are not news: a normal run does not even plan them, and
+a run that re-sends them on request (``kizen-sync retry``, ``--include-parked``, the Dagster
+retry job) does not count their failures against itself. A retry is never stopped by the
+reject-rate guard because of the very rows it was asked to retry.
+
+Pure: the runner hands in what the store knows before the run.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from kizen_sync.models import Operation, PlannedOp, RecordResult
+
+__all__ = ["KnownFailures", "parked_note"]
+
+
+@dataclass(frozen=True)
+class KnownFailures:
+    """The failures a run already knows about before it starts.
+
+    Attributes:
+        parked: source key -> the fingerprint its parked failure was recorded with (loaded
+            only for runs that send parked records again).
+        asked: the keys a retry was asked to re-send (every open failure of the sync).
+    """
+
+    parked: Mapping[str, str] = field(default_factory=dict)
+    asked: Collection[str] = frozenset()
+
+    def known_reject(self, op: PlannedOp) -> bool:
+        """A row the planner rejects that is not news: a retry was asked to re-send it, or
+        it is parked with the very fingerprint it has now.
+        """
+        if op.op is not Operation.FAIL:
+            return False
+        return op.source_key in self.asked or self._unchanged(op)
+
+    def known_failure(self, result: RecordResult) -> bool:
+        """A failed record that had already failed (and was parked) with the same values."""
+        return self._unchanged(result.op)
+
+    def _unchanged(self, op: PlannedOp) -> bool:
+        return op.fingerprint is not None and self.parked.get(op.source_key) == op.fingerprint
+
+
+def parked_note(sync: str, parked: int, since: datetime | None) -> str:
+    """``30 parked failures, unchanged since 2026-01-05 14:02 UTC; ...`` ("" for none)."""
+    if parked <= 0:
+        return ""
+    when = f", unchanged since {since:%Y-%m-%d %H:%M} UTC" if since is not None else ""
+    noun = "failure" if parked == 1 else "failures"
+    return (
+        f"{parked} parked {noun}{when} (not re-sent until the row or the mapping changes; "
+        f"`kizen-sync failures --sync {sync}` lists them, `kizen-sync retry --sync {sync}` "
+        "sends them again)."
+    )
