@@ -1,15 +1,11 @@
-"""``kizen-sync``: run, plan, retry and inspect syncs from a terminal.
+"""``kizen-sync``: run, plan, retry, validate and inspect syncs from a terminal.
 
-Every command reads one sync file (``--config``) and works on every sync in it unless
-``--sync`` names some. Library errors are printed as their message, never as a traceback,
-and map to exit statuses a scheduler can act on:
-
-====  ==================================================================
-0     every sync succeeded (or the command only reads)
-1     a run failed (failed records above ``failure_threshold``), or Kizen refused us
-2     the sync file is invalid, or a guard stopped a run
-3     another run holds the sync (its lease); this run sent nothing
-====  ==================================================================
+Every command reads one sync file (``--config``, default ``$KIZEN_SYNC_CONFIG``) and works on
+every sync in it unless ``--sync`` names some. Library errors are printed as their message,
+never as a traceback, and map to the exit statuses of :mod:`kizen_sync.output` (README, "Exit
+status"): 0 ok, 1 a run failed, 2 invalid configuration or a guard stopped the run, 3 another
+run holds the sync. ``--json`` prints one JSON document on stdout instead of the tables
+(progress and logs stay on stderr); ``--log-format json`` makes the log lines JSON.
 
 The API key is read from the environment by the runner and never printed.
 """
@@ -19,15 +15,20 @@ from __future__ import annotations
 import importlib
 import logging
 import os
+import re
+import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import timedelta
 from functools import cache
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
 
-from kizen_sync.errors import ConfigError, GuardError, KizenSyncError, LeaseHeldError
+from kizen_sync.errors import ConfigError, KizenSyncError
+from kizen_sync.output import CommandError, ExitStatus, exit_status
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -37,10 +38,6 @@ if TYPE_CHECKING:
     from kizen_sync.models import RunOptions, RunReport
 
 __all__ = ["cli", "main"]
-
-EXIT_FAILED = 1
-EXIT_CONFIG = 2
-EXIT_BUSY = 3
 
 #: Commands that live in optional or heavy modules, imported only when invoked, so that
 #: ``kizen-sync --help`` and the sync commands never load the emulator's web server (an
@@ -116,61 +113,163 @@ def _err() -> Console:
     return make_console(stderr=True, highlight=False)
 
 
-def _exit_code(error: KizenSyncError) -> int:
-    if isinstance(error, LeaseHeldError):
-        return EXIT_BUSY
-    return EXIT_CONFIG if isinstance(error, ConfigError | GuardError) else EXIT_FAILED
+# --- logging --------------------------------------------------------------------------------
+
+#: Environment variable read by ``--log-format`` (``text`` or ``json``).
+LOG_FORMAT_ENV = "KIZEN_SYNC_LOG_FORMAT"
 
 
-def _fail(error: KizenSyncError) -> None:
-    from rich.markup import escape
+def _json_handler() -> logging.Handler:
+    """A stderr handler writing one JSON object per log line (structlog's stdlib bridge)."""
+    import structlog
 
-    # Escaped: a message may quote a value that looks like markup ("[emulator]").
-    _err().print(f"[bold red]error:[/] {escape(error.message)}", markup=True, highlight=False)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(
+        structlog.stdlib.ProcessorFormatter(
+            foreign_pre_chain=[
+                structlog.stdlib.add_log_level,
+                structlog.stdlib.add_logger_name,
+                structlog.stdlib.ExtraAdder(),
+                structlog.processors.TimeStamper(fmt="iso", utc=True),
+                structlog.processors.format_exc_info,
+            ],
+            processors=[
+                structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+                structlog.processors.JSONRenderer(sort_keys=True),
+            ],
+        )
+    )
+    return handler
+
+
+def _configure_logging(ctx: click.Context) -> None:
+    """(Re)configure logging from the flags seen so far, before or after the subcommand."""
+    meta = ctx.find_root().meta
+    verbose = bool(meta.get("kizen_sync.verbose"))
+    fmt = meta.get("kizen_sync.log_format") or os.environ.get(LOG_FORMAT_ENV) or "text"
+    if fmt == "json":
+        handler = _json_handler()
+    else:
+        from rich.logging import RichHandler
+
+        handler = RichHandler(console=_err(), show_path=False)
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.WARNING,
+        format="%(message)s",
+        handlers=[handler],
+        force=True,
+    )
+    # httpx logs every request URL at INFO, and lookup URLs carry identifiers (e-mail
+    # addresses): keep the transport quiet; kizen_sync's own loggers report retries.
+    for name in ("httpx", "httpcore"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
+def _set_verbose(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
+    if value:
+        ctx.find_root().meta["kizen_sync.verbose"] = True
+        _configure_logging(ctx)
+
+
+def _set_log_format(ctx: click.Context, _param: click.Parameter, value: str | None) -> None:
+    if value:
+        ctx.find_root().meta["kizen_sync.log_format"] = value
+        _configure_logging(ctx)
+
+
+def logging_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """``-v/--verbose`` and ``--log-format``, accepted before and after the subcommand."""
+    command = click.option(
+        "--log-format",
+        type=click.Choice(["text", "json"]),
+        envvar=LOG_FORMAT_ENV,
+        expose_value=False,
+        callback=_set_log_format,
+        help=f"Log lines as text (default) or one JSON object per line (or ${LOG_FORMAT_ENV}).",
+    )(command)
+    return click.option(
+        "--verbose",
+        "-v",
+        is_flag=True,
+        expose_value=False,
+        callback=_set_verbose,
+        help="Log every step (DEBUG); never logs secrets.",
+    )(command)
+
+
+# --- one command's outcome ------------------------------------------------------------------
+
+
+@dataclass
+class Outcome:
+    """What a command met: its errors (for stderr and the JSON document) and exit status."""
+
+    command: str
+    json: bool = False
+    errors: list[CommandError] = field(default_factory=list)
+    status: int = ExitStatus.OK
+
+    def fail(self, error: KizenSyncError, sync: str | None = None) -> None:
+        """Report an error on stderr, keep it for the JSON document, raise the status."""
+        from rich.markup import escape
+
+        # Escaped: a message may quote a value that looks like markup ("[emulator]").
+        _err().print(f"[bold red]error:[/] {escape(error.message)}", markup=True, highlight=False)
+        self.errors.append(CommandError(error, sync))
+        self.raise_to(exit_status(error))
+
+    def raise_to(self, status: int) -> None:
+        self.status = max(self.status, int(status))
+
+    def finish(self, **fields: Any) -> NoReturn:
+        """Print the JSON document (with ``--json``) and exit with the status."""
+        if self.json:
+            from kizen_sync.output import document, dumps
+
+            click.echo(dumps(document(self.command, self.status, errors=self.errors, **fields)))
+        raise SystemExit(self.status)
 
 
 @contextmanager
-def _runner(config: Path, **kwargs: Any) -> Iterator[SyncRunner]:
-    """Open a runner; a bad file exits 2 with every problem listed."""
+def _runner(outcome: Outcome, config: Path, **kwargs: Any) -> Iterator[SyncRunner]:
+    """Open a runner; a bad file ends the command (exit 2) with every problem listed."""
     from kizen_sync.engine.runner import SyncRunner
 
     try:
         runner = SyncRunner.from_file(config, **kwargs)
     except KizenSyncError as exc:
-        _fail(exc)
-        raise SystemExit(_exit_code(exc)) from None
+        outcome.fail(exc)
+        outcome.finish(syncs=[])
     with runner:
         yield runner
 
 
-def _sync_names(runner: SyncRunner, names: Sequence[str]) -> list[str]:
+def _sync_names(outcome: Outcome, runner: SyncRunner, names: Sequence[str]) -> list[str]:
     if not names:
         return [s.name for s in runner.config.syncs]
     for name in names:
         try:
             runner.config.sync(name)
         except ConfigError as exc:
-            _fail(exc)
-            raise SystemExit(EXIT_CONFIG) from None
+            outcome.fail(exc)
+            outcome.finish(syncs=[])
     return list(names)
 
 
 def _each_sync(
-    runner: SyncRunner, names: list[str], action: Callable[[str], RunReport]
-) -> tuple[list[RunReport], int]:
+    outcome: Outcome, names: list[str], action: Callable[[str], RunReport]
+) -> list[RunReport]:
     """Run ``action`` per sync; one sync's error does not stop the next one."""
     reports: list[RunReport] = []
-    code = 0
     for name in names:
         try:
             reports.append(action(name))
         except KizenSyncError as exc:
-            _fail(exc)
-            code = max(code, _exit_code(exc))
+            outcome.fail(exc, name)
     for report in reports:
         if report.status == "failed":
-            code = max(code, EXIT_FAILED)
-    return reports, code
+            outcome.raise_to(ExitStatus.RUN_FAILED)
+    return reports
 
 
 def _progress_bar() -> Progress:
@@ -209,32 +308,40 @@ def run_with_progress(
             runner.progress = None
 
 
-@click.group(name="kizen-sync", cls=LazyGroup)
-@click.option("--verbose", "-v", is_flag=True, help="Log every step (DEBUG); never logs secrets.")
-def cli(verbose: bool) -> None:
-    """Keep Kizen CRM records in step with a SQL warehouse."""
-    from rich.logging import RichHandler
+# --- the commands ---------------------------------------------------------------------------
 
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("kizen-sync")
+    except PackageNotFoundError:  # a source tree that was never installed
+        return "unknown"
+
+
+@click.group(name="kizen-sync", cls=LazyGroup)
+@click.version_option(version=_version(), prog_name="kizen-sync", message="%(prog)s %(version)s")
+@logging_options
+@click.pass_context
+def cli(ctx: click.Context) -> None:
+    """Keep Kizen CRM records in step with a SQL warehouse."""
     columns = os.environ.get("COLUMNS", "")
     if columns.isdigit():  # honour the width of this invocation, not of the first use
         _out().width = _err().width = int(columns)
-    logging.basicConfig(
-        level=logging.DEBUG if verbose else logging.WARNING,
-        format="%(message)s",
-        handlers=[RichHandler(console=_err(), show_path=False)],
-        force=True,
-    )
-    # httpx logs every request URL at INFO, and lookup URLs carry identifiers (e-mail
-    # addresses): keep the transport quiet; kizen_sync's own loggers report retries.
-    for name in ("httpx", "httpcore"):
-        logging.getLogger(name).setLevel(logging.WARNING)
+    _configure_logging(ctx)
 
+
+#: Environment variable ``--config`` falls back to.
+CONFIG_ENV = "KIZEN_SYNC_CONFIG"
 
 config_option = click.option(
     "--config",
     "-c",
     "config",
     required=True,
+    envvar=CONFIG_ENV,
+    show_envvar=True,
     type=click.Path(dir_okay=False, path_type=Path),
     help="The sync file (YAML).",
 )
@@ -248,6 +355,51 @@ wait_option = click.option(
     help="Seconds to wait while another run holds the sync (default: warehouse.lease.wait_s, "
     "0); exit 3 when it still does.",
 )
+json_option = click.option(
+    "--json",
+    "as_json",
+    is_flag=True,
+    help="Print one JSON document on stdout (README, 'JSON output') instead of tables.",
+)
+
+
+def _notes(reports: Sequence[RunReport]) -> list[str]:
+    from kizen_sync.engine.parking import parked_note
+
+    lines = []
+    for r in reports:
+        if r.message:
+            lines.append(f"{r.sync}: {r.message}")
+        note = parked_note(r.sync, r.parked, r.parked_since)
+        if note:
+            lines.append(f"{r.sync}: {note}")
+    return lines
+
+
+def _apply(
+    command: str,
+    config: Path,
+    syncs: tuple[str, ...],
+    as_json: bool,
+    options: RunOptions,
+) -> NoReturn:
+    from kizen_sync.output import report_entry
+
+    outcome = Outcome(command, as_json)
+    with _runner(outcome, config) as runner:
+        names = _sync_names(outcome, runner, syncs)
+        reports = _each_sync(outcome, names, lambda name: run_with_progress(runner, name, options))
+    if not as_json and reports:
+        from kizen_sync.render import failures_table, summary_table
+
+        out = _out()
+        out.print(summary_table(reports))
+        failed = failures_table(reports)
+        if failed is not None:
+            out.print(failed)
+        for line in _notes(reports):
+            out.print(line, markup=False)
+    outcome.finish(syncs=[report_entry(r) for r in reports])
 
 
 @cli.command()
@@ -255,58 +407,46 @@ wait_option = click.option(
 @sync_option
 @click.option("--full-refresh", is_flag=True, help="Compare and send every field of every row.")
 @click.option("--max-records", type=click.IntRange(min=1), help="Cap on writes this run.")
+@click.option(
+    "--include-parked",
+    is_flag=True,
+    help="Also re-send parked failures (rows that failed before and have not changed).",
+)
 @wait_option
+@json_option
+@logging_options
 def run(
     config: Path,
     syncs: tuple[str, ...],
     full_refresh: bool,
     max_records: int | None,
+    include_parked: bool,
     wait_s: float | None,
+    as_json: bool,
 ) -> None:
-    """Plan, guard and apply the syncs; exit 1 when a run fails."""
+    """Plan, guard and apply the syncs; exit 1 when a run fails, 3 when another run holds one."""
     from kizen_sync.models import RunOptions
 
-    options = RunOptions(full_refresh=full_refresh, max_records=max_records, lease_wait_s=wait_s)
-    with _runner(config) as runner:
-        names = _sync_names(runner, syncs)
-        reports, code = _each_sync(
-            runner, names, lambda name: run_with_progress(runner, name, options)
-        )
-    _print_reports(reports)
-    raise SystemExit(code)
+    options = RunOptions(
+        full_refresh=full_refresh,
+        max_records=max_records,
+        include_parked=include_parked,
+        lease_wait_s=wait_s,
+    )
+    _apply("run", config, syncs, as_json, options)
 
 
 @cli.command()
 @config_option
 @sync_option
 @wait_option
-def retry(config: Path, syncs: tuple[str, ...], wait_s: float | None) -> None:
-    """Re-send only the records whose last attempt failed."""
+@json_option
+@logging_options
+def retry(config: Path, syncs: tuple[str, ...], wait_s: float | None, as_json: bool) -> None:
+    """Re-send only the records whose last attempt failed, parked ones included."""
     from kizen_sync.models import RunOptions
 
-    options = RunOptions(only_failed=True, lease_wait_s=wait_s)
-    with _runner(config) as runner:
-        names = _sync_names(runner, syncs)
-        reports, code = _each_sync(
-            runner, names, lambda name: run_with_progress(runner, name, options)
-        )
-    _print_reports(reports)
-    raise SystemExit(code)
-
-
-def _print_reports(reports: Sequence[RunReport]) -> None:
-    from kizen_sync.render import failures_table, summary_table
-
-    if not reports:
-        return
-    out = _out()
-    out.print(summary_table(reports))
-    failed = failures_table(reports)
-    if failed is not None:
-        out.print(failed)
-    for r in reports:
-        if r.message:
-            out.print(f"{r.sync}: {r.message}")
+    _apply("retry", config, syncs, as_json, RunOptions(only_failed=True, lease_wait_s=wait_s))
 
 
 @cli.command()
@@ -314,51 +454,151 @@ def _print_reports(reports: Sequence[RunReport]) -> None:
 @sync_option
 @click.option("--full-refresh", is_flag=True, help="Plan every field of every row.")
 @click.option("--max-records", type=click.IntRange(min=1), help="Cap on planned writes.")
-def plan(config: Path, syncs: tuple[str, ...], full_refresh: bool, max_records: int | None) -> None:
+@click.option("--include-parked", is_flag=True, help="Plan parked failures again too.")
+@json_option
+@logging_options
+def plan(
+    config: Path,
+    syncs: tuple[str, ...],
+    full_refresh: bool,
+    max_records: int | None,
+    include_parked: bool,
+    as_json: bool,
+) -> None:
     """Show what a run would send, field by field, without sending or storing anything."""
     from kizen_sync.models import RunOptions
+    from kizen_sync.output import report_entry
+
+    outcome = Outcome("plan", as_json)
+    options = RunOptions(
+        dry_run=True,
+        full_refresh=full_refresh,
+        max_records=max_records,
+        include_parked=include_parked,
+    )
+    with _runner(outcome, config) as runner:
+        names = _sync_names(outcome, runner, syncs)
+        reports = _each_sync(outcome, names, lambda name: runner.plan(name, options))
+    for r in reports:
+        if r.message:  # a guard would stop this run
+            outcome.raise_to(ExitStatus.INVALID)
+    if not as_json:
+        _print_plan(reports)
+    outcome.finish(syncs=[report_entry(r) for r in reports])
+
+
+def _print_plan(reports: Sequence[RunReport]) -> None:
+    from kizen_sync.engine.parking import parked_note
     from kizen_sync.render import plan_counts_table, plan_table
 
     out = _out()
-    options = RunOptions(dry_run=True, full_refresh=full_refresh, max_records=max_records)
-    with _runner(config) as runner:
-        names = _sync_names(runner, syncs)
-        reports, code = _each_sync(runner, names, lambda name: runner.plan(name, options))
     if reports:
         out.print(plan_counts_table(reports))
     for r in reports:
         if r.message:
             out.print(f"[yellow]guard:[/] {r.message}")
-            code = max(code, EXIT_CONFIG)
+        note = parked_note(r.sync, r.parked, r.parked_since)
+        if note:
+            out.print(f"{r.sync}: {note}", markup=False)
         if r.plan_sample:
             out.print(plan_table(r.sync, r.plan_sample, r.labels))
             shown = len(r.plan_sample)
             if shown < r.planned:
                 out.print(f"({shown} of {r.planned} planned records shown)")
-    raise SystemExit(code)
+
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$")
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+def _duration(_ctx: click.Context, param: click.Parameter, value: str | None) -> timedelta | None:
+    if value is None:
+        return None
+    match = _DURATION.match(value)
+    if match is None:
+        raise click.BadParameter(f"{value!r} is not a duration such as 90s, 30m, 12h, 3d or 2w")
+    return timedelta(seconds=float(match.group(1)) * _UNITS[match.group(2)])
 
 
 @cli.command()
 @config_option
 @click.option("--sync", "-s", "sync", help="Only this sync.")
+@click.option(
+    "--reason",
+    help="Only failures whose reason contains this text (error class, field or message).",
+)
+@click.option(
+    "--older-than", callback=_duration, help="Only failures open at least this long (e.g. 3d)."
+)
+@click.option(
+    "--newer-than", callback=_duration, help="Only failures open less than this (e.g. 12h)."
+)
 @click.option("--limit", type=click.IntRange(min=1), default=100, show_default=True)
-def failures(config: Path, sync: str | None, limit: int) -> None:
-    """List records whose latest attempt failed (they are re-sent by the next run)."""
-    from kizen_sync.render import open_failures_table
-
-    out = _out()
-    with _runner(config) as runner:
+@json_option
+@logging_options
+def failures(
+    config: Path,
+    sync: str | None,
+    reason: str | None,
+    older_than: timedelta | None,
+    newer_than: timedelta | None,
+    limit: int,
+    as_json: bool,
+) -> None:
+    """Open failures, grouped by reason: parked ones wait for a change, others are retried."""
+    outcome = Outcome("failures", as_json)
+    with _runner(outcome, config) as runner:
         if sync is not None:
-            _sync_names(runner, [sync])
+            _sync_names(outcome, runner, [sync])
         try:
-            rows = runner.open_failures(sync, limit=limit)
+            listing = runner.failure_listing(
+                sync, reason=reason, older_than=older_than, newer_than=newer_than, limit=limit
+            )
         except KizenSyncError as exc:
-            _fail(exc)
-            raise SystemExit(_exit_code(exc)) from None
-    if not rows:
-        out.print("No open failures.")
-        return
-    out.print(open_failures_table(rows))
+            outcome.fail(exc, sync)
+            outcome.finish()
+    if not as_json:
+        from kizen_sync.render import failure_groups_table, open_failures_table
+
+        out = _out()
+        out.print(listing.headline, markup=False)
+        if listing.rows:
+            out.print(failure_groups_table(listing.groups))
+            out.print(open_failures_table(listing.rows))
+    from kizen_sync.output import failures_entry
+
+    outcome.finish(**failures_entry(listing))
+
+
+@cli.command()
+@config_option
+@click.option(
+    "--offline", is_flag=True, help="Check the file and the warehouse only, not Kizen's schema."
+)
+@json_option
+@logging_options
+def validate(config: Path, offline: bool, as_json: bool) -> None:
+    """Check the whole sync file (models, warehouse columns, Kizen schema); list every problem."""
+    from kizen_sync.engine.validate import describe, validate_file
+
+    outcome = Outcome("validate", as_json)
+    try:
+        problems = validate_file(config, check_kizen=not offline)
+    except KizenSyncError as exc:
+        outcome.fail(exc)
+        outcome.finish(valid=False, problems=[])
+    if problems:
+        outcome.raise_to(ExitStatus.INVALID)
+    if not as_json:
+        out = _out()
+        if problems:
+            out.print(f"{config}: {len(problems)} problem(s)", markup=False)
+            for p in problems:
+                out.print(f"  {p.key}: {p.message}", markup=False, soft_wrap=True)
+        else:
+            what = "file and warehouse" if offline else "file, warehouse and Kizen schema"
+            out.print(f"{config}: valid ({what} checked)", markup=False)
+    outcome.finish(**describe(problems))
 
 
 def main() -> None:

@@ -14,11 +14,13 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from kizen_sync.failure_groups import FailureGroup
 from kizen_sync.mapping.labels import LabelMap, change_text
 from kizen_sync.models import Operation, PlannedOp, RunReport
 
 __all__ = [
     "PIPED_WIDTH",
+    "failure_groups_table",
     "failures_table",
     "make_console",
     "open_failures_table",
@@ -73,14 +75,19 @@ def failures_table(reports: Sequence[RunReport]) -> Table | None:
     rows = [(r.sync, f) for r in reports for f in r.failures]
     if not rows:
         return None
+    keys = [str(f["source_key"]) for _, f in rows]
+    ids = [str(f.get("kizen_id") or "-") for _, f in rows]
     table = Table(title="Failed records (sample)", title_justify="left")
-    for name in ("sync", "source key", "Kizen id", "error", "message"):
+    table.add_column("sync", no_wrap=True)
+    _whole(table, "source key", keys)
+    _whole(table, "Kizen id", ids)
+    for name in ("error", "message"):
         table.add_column(name, overflow="fold")
-    for sync, f in rows:
+    for (sync, f), key, kizen_id in zip(rows, keys, ids, strict=True):
         table.add_row(
             sync,
-            str(f["source_key"]),
-            str(f.get("kizen_id") or "-"),
+            key,
+            kizen_id,
             str(f.get("error_class") or "-"),
             _short(f.get("message"), 120),
         )
@@ -161,19 +168,57 @@ def _field_messages(value: Any) -> str:
     )
 
 
+def _whole(table: Table, name: str, values: Sequence[str]) -> None:
+    """A column whose values are never wrapped nor cut: ids and keys must stay copyable."""
+    width = max([len(name), *(len(v) for v in values)])
+    table.add_column(name, no_wrap=True, min_width=width, overflow="ignore")
+
+
 def open_failures_table(rows: Sequence[Mapping[str, Any]]) -> Table:
-    """Open failures (rows of the ``open_failures`` view) with Kizen's messages per field."""
+    """Open failures (rows of :meth:`Failures.listing`, or of the ``open_failures`` view)
+    with Kizen's messages per field; source keys and Kizen ids are never wrapped.
+    """
+    keys = [str(row.get("source_key")) for row in rows]
+    ids = [str(row.get("kizen_id") or "-") for row in rows]
     table = Table(title=f"Open failures ({len(rows)})", title_justify="left")
-    for name in ("sync", "source key", "Kizen id", "error", "message", "field messages", "age"):
+    table.add_column("sync", no_wrap=True)
+    _whole(table, "source key", keys)
+    _whole(table, "Kizen id", ids)
+    table.add_column("state", no_wrap=True)
+    for name in ("error", "message", "field messages"):
         table.add_column(name, overflow="fold")
-    for row in rows:
+    table.add_column("age", no_wrap=True)
+    for row, key, kizen_id in zip(rows, keys, ids, strict=True):
+        parked = row.get("parked")
+        state = "-" if parked is None else ("parked" if parked else "retrying")
         table.add_row(
             str(row.get("sync_name")),
-            str(row.get("source_key")),
-            str(row.get("kizen_id") or "-"),
+            key,
+            kizen_id,
+            state,
             str(row.get("error_class") or "-"),
             _short(row.get("error_message"), 120),
             _field_messages(row.get("field_errors")),
-            _age(row.get("age")),
+            _age(row.get("open_for_s", row.get("age"))),
+        )
+    return table
+
+
+def failure_groups_table(groups: Sequence[FailureGroup]) -> Table:
+    """Open failures by reason: how many, how many parked, and one example each."""
+    examples = [g.source_keys[0] if g.source_keys else "-" for g in groups]
+    table = Table(title="Failures by reason", title_justify="left")
+    table.add_column("records", justify="right", no_wrap=True)
+    table.add_column("parked", justify="right", no_wrap=True)
+    table.add_column("reason", overflow="fold")
+    _whole(table, "example key", examples)
+    table.add_column("example message", overflow="fold")
+    for group, example in zip(groups, examples, strict=True):
+        table.add_row(
+            str(group.count),
+            str(group.parked),
+            group.reason,
+            example,
+            _short(group.example, 160),
         )
     return table

@@ -1,7 +1,11 @@
-"""The ``kizen-sync`` command line: exit statuses, tables, failures, and no secret in output."""
+"""The ``kizen-sync`` command line: exit statuses, tables, failures, and no secret in output;
+JSON documents, parked and grouped failures, validate, --version, -v anywhere,
+$KIZEN_SYNC_CONFIG and JSON log lines, as schedulers and people use them.
+"""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -13,6 +17,8 @@ from sqlalchemy import create_engine, text
 
 from kizen_sync.cli import cli
 from kizen_sync.emulator import Emulator
+from kizen_sync.errors import FatalError
+from kizen_sync.output import ExitStatus, exit_status
 
 SECRET = "sk-test-4f9a2c7e-never-print-me"
 
@@ -168,3 +174,189 @@ def test_unknown_sync_exits_2(project):
 def test_verbose_logs_never_print_the_key(project):
     result = invoke("--verbose", "run", "--config", project["path"])
     assert result.exit_code == 0
+
+
+BAD_STATUS = "Nonsense Status"
+
+
+def doc(result: Result) -> dict[str, Any]:
+    """The one JSON document on stdout (json.loads fails on anything else there)."""
+    parsed: dict[str, Any] = json.loads(result.stdout)
+    return parsed
+
+
+def ten_percent_bad(url: str) -> None:
+    _people(
+        url, [(i, f"First{i}", BAD_STATUS if i % 10 == 0 else "Opted In") for i in range(1, 31)]
+    )
+
+
+def test_known_bad_rows_are_parked_and_later_runs_exit_0(project, kizen) -> None:
+    emu, _ = kizen
+    ten_percent_bad(project["url"])
+    first = invoke("run", "--config", project["path"], "--json")
+    assert first.exit_code == ExitStatus.RUN_FAILED
+    [entry] = doc(first)["syncs"]
+    counts = entry["counts"]
+    assert (counts["created"] + counts["updated"], entry["new_failures"]) == (27, 3)
+
+    emu.request_log.reset()
+    second = invoke("run", "--config", project["path"], "--json")
+    assert second.exit_code == 0, second.output
+    [entry] = doc(second)["syncs"]
+    assert (entry["status"], entry["planned"], entry["parked"]) == ("success", 0, 3)
+    assert entry["parked_since"] is not None
+    assert emu.request_log.total() == 0
+
+    human = invoke("run", "--config", project["path"])
+    assert human.exit_code == 0
+    assert "people: 3 parked failures, unchanged since" in human.stdout
+
+    listed = invoke("failures", "--config", project["path"], "--json")
+    assert listed.exit_code == 0
+    document = doc(listed)
+    assert document["totals"] == {"open": 3, "parked": 3, "retrying": 0, "shown": 3}
+    assert {f["source_key"] for f in document["failures"]} == {"10", "20", "30"}
+    assert all(f["reason"].startswith("MappingError · email_status") for f in document["failures"])
+    assert all(BAD_STATUS in f["error_message"] for f in document["failures"])
+    [group] = document["groups"]
+    assert (group["count"], group["parked"], group["field"]) == (3, 3, "email_status")
+
+    table = invoke("failures", "--config", project["path"])
+    assert "3 open: 3 parked, 0 retrying; showing 3" in table.stdout
+    assert "Failures by reason" in table.stdout
+
+
+def test_failures_filter_by_reason_and_age_and_keep_totals_true(project) -> None:
+    ten_percent_bad(project["url"])
+    invoke("run", "--config", project["path"])
+    limited = doc(invoke("failures", "--config", project["path"], "--json", "--limit", "1"))
+    assert (limited["totals"]["open"], limited["totals"]["shown"]) == (3, 1)
+    assert len(limited["failures"]) == 1
+    none = doc(invoke("failures", "--config", project["path"], "--json", "--reason", "409"))
+    assert none["totals"]["open"] == 0
+    some = doc(invoke("failures", "--config", project["path"], "--json", "--reason", "STATUS"))
+    assert some["totals"]["open"] == 3
+    old = doc(invoke("failures", "--config", project["path"], "--json", "--older-than", "1d"))
+    assert old["totals"]["open"] == 0
+    new = doc(invoke("failures", "--config", project["path"], "--json", "--newer-than", "1h"))
+    assert new["totals"]["open"] == 3
+    bad = invoke("failures", "--config", project["path"], "--older-than", "soon")
+    assert bad.exit_code == ExitStatus.INVALID
+
+
+def test_long_keys_and_kizen_ids_never_wrap(project) -> None:
+    ten_percent_bad(project["url"])
+    invoke("run", "--config", project["path"])
+    narrow = CliRunner().invoke(
+        cli,
+        ["failures", "--config", project["path"]],
+        env={"KIZEN_API_KEY": SECRET, "COLUMNS": "60"},
+    )
+    lines = narrow.stdout.splitlines()
+    for key in ("10", "20", "30"):
+        assert any(f" {key} " in line for line in lines), narrow.stdout
+
+
+def test_plan_json_is_one_document_and_progress_stays_off_stdout(project, kizen) -> None:
+    result = invoke("plan", "--config", project["path"], "--json")
+    assert result.exit_code == 0
+    document = doc(result)
+    assert (document["kizen_sync"], document["command"], document["exit_status"]) == (1, "plan", 0)
+    [entry] = document["syncs"]
+    assert (entry["status"], entry["counts"]["created"]) == ("dry_run", 5)
+    sample = entry["plan_sample"][0]
+    assert sample["operation"] == "create"
+    assert {"field": "email_status", "change": "∅ → Opted In"} in sample["changes"]
+    run = invoke("run", "--config", project["path"], "--json")
+    counts = doc(run)["syncs"][0]["counts"]
+    assert counts["created"] + counts["updated"] == 5
+
+
+def test_errors_are_in_the_json_document_with_their_exit_status(project, tmp_path: Path) -> None:
+    unknown = invoke("run", "--config", project["path"], "--sync", "nope", "--json")
+    assert unknown.exit_code == ExitStatus.INVALID
+    [error] = doc(unknown)["errors"]
+    assert (error["error_class"], error["exit_status"]) == ("ConfigError", 2)
+    assert "no sync named 'nope'" in error["message"]
+    wrong_key = invoke("run", "--config", project["path"], "--json", key="wrong-key")
+    assert wrong_key.exit_code == ExitStatus.RUN_FAILED
+    assert doc(wrong_key)["errors"][0]["error_class"] == "AuthenticationError"
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump({"warehouse": {}, "syncs": [{"name": "Bad Name"}]}))
+    invalid = invoke("plan", "--config", str(path), "--json")
+    assert invalid.exit_code == ExitStatus.INVALID
+    keys = {p["key"] for p in doc(invalid)["errors"][0]["problems"]}
+    assert "warehouse.url" in keys
+
+
+def test_guard_stop_exits_2(project) -> None:
+    assert invoke("run", "--config", project["path"]).exit_code == 0
+    _people(project["url"], [(1, "First1", "Opted In")])
+    result = invoke("run", "--config", project["path"], "--json")
+    assert result.exit_code == ExitStatus.INVALID
+    assert doc(result)["errors"][0]["error_class"] == "GuardError"
+
+
+def test_another_run_holding_the_sync_is_exit_status_3() -> None:
+    class LeaseHeldError(FatalError):  # the run lease's error family, by its name
+        pass
+
+    assert exit_status(LeaseHeldError("sync people is held by run r1")) == ExitStatus.BUSY == 3
+    assert exit_status(FatalError("boom")) == ExitStatus.RUN_FAILED
+
+
+def test_validate_reports_every_problem_at_once(project, tmp_path: Path) -> None:
+    config = project["config"]
+    sync = config["syncs"][0]
+    sync["fields"][1] = {"column": "no_such_column", "field": "first_name"}
+    sync["fields"][2] = {"column": "status", "field": "no_such_field"}
+    path = tmp_path / "broken.yaml"
+    path.write_text(yaml.safe_dump(config))
+    result = invoke("validate", "--config", str(path), "--json")
+    assert result.exit_code == ExitStatus.INVALID
+    document = doc(result)
+    assert document["valid"] is False
+    messages = " | ".join(f"{p['key']}: {p['message']}" for p in document["problems"])
+    assert "no_such_column" in messages
+    assert "no_such_field" in messages
+    human = invoke("validate", "--config", str(path))
+    assert "2 problem(s)" in human.stdout
+    ok = invoke("validate", "--config", project["path"])
+    assert ok.exit_code == 0
+    assert "valid (file, warehouse and Kizen schema checked)" in ok.stdout
+    offline = invoke("validate", "--config", project["path"], "--offline", key=None)
+    assert offline.exit_code == 0
+
+
+def test_version_verbose_anywhere_and_config_from_the_environment(
+    project, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    version = CliRunner().invoke(cli, ["--version"])
+    assert version.exit_code == 0
+    assert version.output.startswith("kizen-sync ")
+    env = {"KIZEN_API_KEY": SECRET, "KIZEN_SYNC_CONFIG": project["path"], "COLUMNS": "200"}
+    quiet = CliRunner().invoke(cli, ["run"], env=env)
+    assert quiet.exit_code == 0, quiet.output
+    assert "sync people success" not in quiet.stderr
+    after = CliRunner().invoke(cli, ["run", "-v"], env=env)
+    assert after.exit_code == 0
+    assert "sync people success" in after.stderr
+    before = CliRunner().invoke(cli, ["-v", "run"], env=env)
+    assert before.exit_code == 0
+    assert "sync people success" in before.stderr
+    missing = CliRunner().invoke(cli, ["plan"], env={"KIZEN_SYNC_CONFIG": ""})
+    assert missing.exit_code == ExitStatus.INVALID
+    assert "KIZEN_SYNC_CONFIG" in missing.output
+
+
+def test_log_format_json_writes_one_json_object_per_line(project) -> None:
+    env = {"KIZEN_API_KEY": SECRET, "COLUMNS": "200", "KIZEN_SYNC_LOG_FORMAT": "json"}
+    result = CliRunner().invoke(cli, ["run", "--config", project["path"], "-v"], env=env)
+    assert result.exit_code == 0
+    lines = [line for line in result.stderr.splitlines() if line.startswith("{")]
+    assert lines
+    records = [json.loads(line) for line in lines]
+    assert {"event", "level", "logger", "timestamp"} <= set(records[0])
+    assert any(r["logger"] == "kizen_sync.runner" for r in records)
+    assert SECRET not in result.stderr

@@ -71,6 +71,7 @@ from kizen_sync.warehouse import (
     ArchiveCounts,
     ChangeDetector,
     ChangeTally,
+    FailureListing,
     Source,
     StateStore,
     Warehouse,
@@ -269,6 +270,13 @@ class SyncRunner:
         """Records whose latest outcome is a failure, newest first."""
         self._ensure_schema()
         return self.store.open_failures(sync=sync, limit=limit)
+
+    def failure_listing(self, sync: str | None = None, **filters: Any) -> FailureListing:
+        """Open failures with true totals (parked / retrying) and their groups by reason;
+        ``filters`` as :meth:`~kizen_sync.warehouse.failures.Failures.listing`.
+        """
+        self._ensure_schema()
+        return self.store.failures.listing(sync, **filters)
 
     def run_summaries(self, sync: str | None = None) -> list[dict[str, Any]]:
         """Recent runs with their counts and status."""

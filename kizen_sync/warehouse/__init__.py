@@ -9,7 +9,8 @@ Modules, each with one reason to change:
 - :mod:`.fingerprint`: the canonical row hash; :mod:`.diff`: the anti-join and its stream;
 - :mod:`.tables`, :mod:`.sqlfiles`, :mod:`.migrations`: kizen-sync's tables and their DDL;
 - :mod:`.state`: state, audit and runs persistence; :mod:`.audit`: audit rows and redaction;
-  :mod:`.codec`: the values codec of ``sync_state``.
+  :mod:`.codec`: the values codec of ``sync_state``;
+- :mod:`.failures`: parked failures and the failure listing (totals, groups, filters).
 """
 
 from kizen_sync.warehouse.audit import FORGET, RESOLVE
@@ -17,6 +18,7 @@ from kizen_sync.warehouse.codec import decode_values, encode_values
 from kizen_sync.warehouse.dialects import supported_names
 from kizen_sync.warehouse.diff import ArchiveCounts, ChangeDetector, ChangeTally, DiffCounts
 from kizen_sync.warehouse.engine import Warehouse
+from kizen_sync.warehouse.failures import FailureListing, Failures, ParkedSummary
 from kizen_sync.warehouse.fingerprint import fingerprint_columns, mapping_signature
 from kizen_sync.warehouse.keys import KEY_SEPARATOR, bucket_of, decode_key, encode_key
 from kizen_sync.warehouse.source import Source
@@ -31,6 +33,9 @@ __all__ = [
     "ChangeDetector",
     "ChangeTally",
     "DiffCounts",
+    "FailureListing",
+    "Failures",
+    "ParkedSummary",
     "Source",
     "StateStore",
     "StateTables",
