@@ -248,7 +248,8 @@ def _where_to_look(console: Console, workdir: Path, sync_file: Path, *, keep: bo
         )
         return
     console.print(
-        "\nThe failed record waits in the failures list (the next run sends it again):\n"
+        "\nThe failed record is parked in the failures list (runs skip it until its row or the "
+        "mapping changes; `kizen-sync retry` sends it again):\n"
         f"  kizen-sync failures --config {sync_file}\n"
         f"  SQL: SELECT * FROM kizen_sync_open_failures;  -- in {workdir / WAREHOUSE_FILE}\n"
         "Audit of every attempt: table kizen_sync_audit; runs: view kizen_sync_run_summary.\n"
