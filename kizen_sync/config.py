@@ -408,6 +408,11 @@ class SyncConfig(_Model):
         description="Re-read written records and compare (all, sample, {sample: rate}, none); "
         "default: a sample on the first run against an account.",
     )
+    create_missing_tags: bool = Field(
+        default=False,
+        description="Create dynamic tags that do not exist yet (fields mapped by label) instead "
+        "of failing their rows.",
+    )
 
     @field_validator("schedule")
     @classmethod

@@ -422,6 +422,20 @@ class KizenClient:
             self._schemas[object_name_or_id] = schema
             return schema
 
+    async def add_field_option(self, object_id: str, field_id: str, name: str) -> Tag:
+        """``POST /api/custom-objects/{object UUID}/fields/{field id}/options`` with
+        ``{"name": ...}``: add an option (a dynamic tag, for a ``dynamictags`` field) and
+        return it. The route and body are the ones Kizen's own CLI uses to add field options
+        (``kizen fields options add``); not idempotent, so the caller lists first.
+        """
+        data = await self._session.call(
+            "POST",
+            f"/api/custom-objects/{_seg(object_id)}/fields/{_seg(field_id)}/options",
+            json={"name": name},
+            idempotent=False,
+        )
+        return Tag.from_wire(data)
+
     async def list_dynamic_tags(self, object: str, field_id: str) -> list[Tag]:
         """Every tag of a ``dynamictags`` field, from the routes Kizen's CLI reads.
 

@@ -15,6 +15,7 @@ from starlette.routing import Route
 
 from kizen_sync.emulator.app import Api, json_response
 from kizen_sync.emulator.business import FieldDef, ObjectDef
+from kizen_sync.emulator.options import option_routes
 from kizen_sync.emulator.service import RecordService, not_found
 from kizen_sync.emulator.writes import ApiError, Op
 
@@ -342,6 +343,7 @@ def kizen_routes(api: Api) -> list[Route]:
         ),
         api.route("/api/pipelines/{object_pk:kuuid}/stages", "GET", stages),
         api.route("/api/client/fields/{field_id:kuuid}/tags", "GET", contact_tags),
+        *option_routes(api),
         api.route(_REC + "/add", "POST", add, write=True),
         api.route(_REC + "/lookup", "GET", lookup),
         api.route(_REC + "/upsert", "POST", upsert, write=True),

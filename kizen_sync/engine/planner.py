@@ -115,6 +115,7 @@ def _coerce_row(
     sync: SyncConfig,
     schema: ObjectSchema,
     tags: Mapping[str, Mapping[str, str]],
+    related: Mapping[str, Mapping[str, str]],
 ) -> tuple[list[_Column], list[MappingError]]:
     columns: list[_Column] = []
     errors: list[MappingError] = []
@@ -139,7 +140,13 @@ def _coerce_row(
             )
             continue
         try:
-            value = mapping.coerce(target, spec, row[spec.column], tags=tags.get(target.name))
+            value = mapping.coerce(
+                target,
+                spec,
+                row[spec.column],
+                tags=tags.get(target.name),
+                related=related.get(target.name),
+            )
         except MappingError as exc:
             errors.append(_withheld(exc) if spec.sensitive else exc)
             continue
@@ -304,6 +311,7 @@ def plan_row(
     *,
     full_refresh: bool = False,
     tags: Mapping[str, Mapping[str, str]] | None = None,
+    related: Mapping[str, Mapping[str, str]] | None = None,
 ) -> PlannedOp:
     """Plan what to send for one changed row.
 
@@ -313,6 +321,8 @@ def plan_row(
         schema: the target object's schema (field types, options, ids).
         full_refresh: send every mapped field, not only the changed ones.
         tags: for dynamic-tag fields, field API name -> tag label -> tag id.
+        related: for relationship fields, field API name -> identifier of a related record
+            (name; e-mail for contacts) -> its id, as looked up for this run.
 
     Returns:
         The op; a FAIL op (never an exception) when a value cannot be mapped, with a
@@ -323,7 +333,7 @@ def plan_row(
     row = change.row or {}
     state = change.state
     remembered = state.kizen_id if state is not None else None
-    columns, errors = _coerce_row(row, sync, schema, tags or {})
+    columns, errors = _coerce_row(row, sync, schema, tags or {}, related or {})
     kizen_id = remembered
     id_column = sync.identity.record_id_column
     if id_column is not None:

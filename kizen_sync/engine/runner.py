@@ -53,6 +53,7 @@ from kizen_sync.engine.guards import (
 )
 from kizen_sync.engine.parking import KnownFailures, parked_note
 from kizen_sync.engine.planner import plan_row
+from kizen_sync.engine.references import References
 from kizen_sync.engine.verify import VerifyPolicy
 from kizen_sync.mapping.labels import value_labels
 from kizen_sync.models import (
@@ -138,7 +139,12 @@ class _Kizen:
     scope: _Scope
     loop: asyncio.AbstractEventLoop
     schema: ObjectSchema | None = None
-    tags: dict[str, dict[str, str]] = field(default_factory=dict)
+    refs: References = field(default_factory=References)
+
+    @property
+    def tags(self) -> dict[str, dict[str, str]]:
+        """Dynamic tags by field API name, label -> id (placeholders for tags to create)."""
+        return self.refs.tags
 
     def prepared(self) -> tuple[ObjectSchema, dict[str, dict[str, str]]]:
         """Schema and tag ids, fetched once (call from a worker thread, never the loop's)."""
@@ -146,8 +152,16 @@ class _Kizen:
             future = asyncio.run_coroutine_threadsafe(
                 self.runner._prepare(self.client, self.scope), self.loop
             )
-            self.schema, self.tags = future.result()
-        return self.schema, self.tags
+            self.schema, self.refs.tags = future.result()
+        return self.schema, self.refs.tags
+
+    def look_up(self, rows: list[dict[str, Any]]) -> None:
+        """Related records and missing tags named in ``rows`` (from a worker thread)."""
+        schema, _ = self.prepared()
+        future = asyncio.run_coroutine_threadsafe(
+            self.refs.prepare(self.client, schema, self.scope.sync, rows), self.loop
+        )
+        future.result()
 
     def labels(self) -> dict[str, dict[str, str]]:
         """Option and tag labels for display; empty when Kizen was never read."""
@@ -380,6 +394,8 @@ class SyncRunner:
             kizen = self._kizen(client, scope)
             plan = await asyncio.to_thread(self._plan, scope, kizen, options, True, watch)
             raise_for_rejects(sync, plan.new_rejects, plan.planned, plan.rejects)
+            if kizen.schema is not None and await kizen.refs.create_pending(client, kizen.schema):
+                plan.ops = None  # planned with placeholder tag ids: plan again with the real ones
             unchanged = self._unchanged(scope, options, archive, plan)
             self.store.start_run(run_id, sync.name, partition_key, started_at=started)
             report = RunReport(
@@ -510,6 +526,9 @@ class SyncRunner:
             chunk_size=CHUNK_SIZE,
             skip_parked=scope.skip_parked,
         ):
+            rows = [c.row for c in chunk if c.row is not None and c.kind is not ChangeKind.PARKED]
+            if rows:
+                kizen.look_up(rows)
             for change in chunk:
                 if options.max_records is not None and writes >= options.max_records:
                     return
@@ -521,7 +540,12 @@ class SyncRunner:
                     continue
                 schema, tags = kizen.prepared()
                 op = plan_row(
-                    change, scope.sync, schema, full_refresh=options.full_refresh, tags=tags
+                    change,
+                    scope.sync,
+                    schema,
+                    full_refresh=options.full_refresh,
+                    tags=tags,
+                    related=kizen.refs.related,
                 )
                 writes += op.op is not Operation.NOOP
                 yield op

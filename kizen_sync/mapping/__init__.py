@@ -35,7 +35,14 @@ from kizen_sync.mapping import references, scalars
 from kizen_sync.mapping.common import UUID_RE, Context, Problem, is_blank, plain, show, text_of
 from kizen_sync.schema import OPTION_TYPES, FieldSchema
 
-__all__ = ["canonical_from_read", "coerce", "hash_values", "record_id", "to_wire"]
+__all__ = [
+    "canonical_from_read",
+    "coerce",
+    "hash_values",
+    "item_texts",
+    "record_id",
+    "to_wire",
+]
 
 _Coercer = Callable[[Context, Any], Any]
 
@@ -88,8 +95,21 @@ def _canonical(ctx: Context, raw: Any) -> Any:
     return coercer(ctx, value)
 
 
+def item_texts(field: FieldSchema, spec: FieldMapping, raw: Any) -> list[str]:
+    """The text items of ``raw`` as :func:`coerce` will read them (per ``format`` for a
+    multi-valued field): the identifiers and labels a run looks up before planning.
+    """
+    ctx = Context(field=field, fmt=spec.format, delimiter=spec.delimiter)
+    return references.item_texts(ctx, raw)
+
+
 def coerce(
-    field: FieldSchema, spec: FieldMapping, raw: Any, *, tags: Mapping[str, str] | None = None
+    field: FieldSchema,
+    spec: FieldMapping,
+    raw: Any,
+    *,
+    tags: Mapping[str, str] | None = None,
+    related: Mapping[str, str] | None = None,
 ) -> Any:
     """The canonical value of ``raw`` for ``field``; ``None`` for any NULL spelling.
 
@@ -99,6 +119,8 @@ def coerce(
             how a text column holds several values).
         raw: the value as the warehouse driver or a DataFrame returned it.
         tags: for dynamic-tag fields, the field's tags as label -> id.
+        related: for relationship fields, identifier (name; e-mail for contacts) -> record
+            id of the related records this run looked up; without it only ids are accepted.
 
     Raises:
         MappingError: the value cannot become a value of this field; ``problem`` says why in
@@ -111,6 +133,7 @@ def coerce(
         fmt=spec.format,
         delimiter=spec.delimiter,
         tags=tags,
+        related=related,
     )
     try:
         return _canonical(ctx, raw)

@@ -59,6 +59,8 @@ class Context:
         fmt: how a text column holds several values (``auto``/``list``/``delimited``/``json``).
         delimiter: separator of ``delimited`` text.
         tags: dynamic tags of the field, label -> id (``None`` when not loaded).
+        related: for a relationship field, the related records' identifiers (name, or
+            e-mail for contacts) -> record id, as looked up for this run (``None``: ids only).
     """
 
     field: FieldSchema
@@ -67,6 +69,7 @@ class Context:
     fmt: str = "auto"
     delimiter: str = ","
     tags: Mapping[str, str] | None = None
+    related: Mapping[str, str] | None = None
 
 
 def plain(raw: Any) -> Any:

@@ -15,6 +15,7 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from kizen_sync.mapping.common import (
+    UUID_RE,
     Context,
     Problem,
     is_blank,
@@ -30,6 +31,7 @@ __all__ = [
     "ItemCoercer",
     "file_id",
     "ids",
+    "item_texts",
     "option_id",
     "rating",
     "related_id",
@@ -137,13 +139,53 @@ def team_member_id(ctx: Context, raw: Any) -> str:
 
 
 def related_id(ctx: Context, raw: Any) -> str:
-    """A related record's UUID."""
-    return uuid_of(raw, "related record")
+    """A related record's UUID, or its identifier (name; e-mail for contacts) when the run
+    looked the identifiers up (``ctx.related``): warehouses hold names, not Kizen ids.
+    """
+    if ctx.related is None or not isinstance(raw, str) or UUID_RE.match(raw.strip()):
+        return uuid_of(raw, "related record")
+    key = text_of(raw, "a related record")
+    found = ctx.related.get(key)
+    if found is None:
+        raise Problem(
+            f"no related record has the identifier {key!r} (a record id, or the name of the "
+            "related record; e-mail for contacts)"
+        )
+    return found
 
 
 def file_id(ctx: Context, raw: Any) -> str:
     """An uploaded file's UUID."""
     return uuid_of(raw, "file")
+
+
+def item_texts(ctx: Context, raw: Any) -> list[str]:
+    """The text items of a value, as the coercers will read them (split per ``format`` for a
+    multi-valued field); blanks dropped. What a run must look up before planning: related
+    records' identifiers and tag labels.
+    """
+    value = plain(raw)
+    if is_blank(value):
+        return []
+    if not ctx.field.is_multi_valued:
+        items = [value]
+    elif isinstance(value, str):
+        try:
+            items = _split(ctx, value)
+        except Problem:
+            return []
+    elif isinstance(value, list | tuple | set | frozenset):
+        items = list(value)
+    elif hasattr(value, "tolist"):
+        items = list(value.tolist())
+    else:
+        return []
+    out = []
+    for item in items:
+        item = plain(item)
+        if not is_blank(item) and isinstance(item, str | int) and not isinstance(item, bool):
+            out.append(str(item).strip())
+    return out
 
 
 def tag_id(ctx: Context, raw: Any) -> str:
@@ -168,7 +210,7 @@ def tag_id(ctx: Context, raw: Any) -> str:
             return known
     raise Problem(
         f"tag {key!r} is not a tag of {field.name} (tags: {_listing(sorted(tags))}); "
-        "create it in Kizen first"
+        "create it in Kizen first, or set create_missing_tags: true on the sync"
     )
 
 

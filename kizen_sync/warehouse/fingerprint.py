@@ -48,11 +48,13 @@ def mapping_signature(sync: SyncConfig) -> str:
     what the audit keeps). Names, descriptions, schedules, guards and partitions are left
     out: changing them must not re-plan the table.
     """
-    spec = {
+    spec: dict[str, Any] = {
         "object": sync.object,
         "identity": sync.identity.model_dump(mode="json"),
         "fields": [f.model_dump(mode="json", exclude={"sensitive"}) for f in sync.fields],
     }
+    if sync.create_missing_tags:  # turning it on sends the rows that failed on a tag again
+        spec["create_missing_tags"] = True
     text = json.dumps(spec, sort_keys=True, separators=(",", ":"))
     return hashlib.blake2b(text.encode("utf-8"), digest_size=8).hexdigest()
 
