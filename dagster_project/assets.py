@@ -103,6 +103,9 @@ def _combine(reports: list[RunReport], run_id: str) -> RunReport:
         requests=sum(r.requests for r in reports),
         failures=[f for r in reports for f in r.failures][:_SAMPLE],
         message=" ".join(r.message for r in failed),
+        parked=sum(r.parked for r in reports),
+        parked_since=min((r.parked_since for r in reports if r.parked_since), default=None),
+        known_failed=sum(r.known_failed for r in reports),
     )
 
 
