@@ -27,9 +27,12 @@ def test_failed_record_is_shown_flagged_when_stuck_and_retried_alone(project: Pr
     assert rate.severity == dg.AssetCheckSeverity.WARN
     assert checks(first)["contacts_failures_left_open"].passed
 
-    # Row 7 did not change: the next scheduled run leaves it parked and says so as a WARN.
+    # Row 7 did not change: the next scheduled run leaves it parked (sends nothing) and says
+    # so as a WARN.
+    before = project.writes()
     second = project.run_job(defs, "contacts_sync")
     assert second.success
+    assert project.writes() == before
     parked = checks(second)["contacts_failure_rate"]
     assert (parked.passed, parked.severity) == (False, dg.AssetCheckSeverity.WARN)
     assert (parked.metadata["parked"].value, parked.metadata["new_failures"].value) == (1, 0)
