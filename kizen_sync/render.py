@@ -175,31 +175,33 @@ def _whole(table: Table, name: str, values: Sequence[str]) -> None:
 
 
 def open_failures_table(rows: Sequence[Mapping[str, Any]]) -> Table:
-    """Open failures (rows of :meth:`Failures.listing`, or of the ``open_failures`` view)
-    with Kizen's messages per field; source keys and Kizen ids are never wrapped.
+    """Open failures (rows of :meth:`Failures.listing`, or of the ``open_failures`` view).
+
+    One record per row: its source key above its Kizen id, both never wrapped nor cut (they
+    are copied into queries), then whether it is parked and for how long it has been open,
+    then the problem (error class, message, and Kizen's per-field messages when they add to
+    the message), which takes whatever width is left.
     """
     keys = [str(row.get("source_key")) for row in rows]
     ids = [str(row.get("kizen_id") or "-") for row in rows]
-    table = Table(title=f"Open failures ({len(rows)})", title_justify="left")
+    table = Table(title=f"Open failures ({len(rows)})", title_justify="left", show_lines=True)
     table.add_column("sync", no_wrap=True)
-    _whole(table, "source key", keys)
-    _whole(table, "Kizen id", ids)
-    table.add_column("state", no_wrap=True)
-    for name in ("error", "message", "field messages"):
-        table.add_column(name, overflow="fold")
-    table.add_column("age", no_wrap=True)
+    _whole(table, "source key / Kizen id", [*keys, *ids])
+    table.add_column("state", no_wrap=True, min_width=8)
+    table.add_column("problem", overflow="fold", min_width=20, ratio=1)
     for row, key, kizen_id in zip(rows, keys, ids, strict=True):
         parked = row.get("parked")
-        state = "-" if parked is None else ("parked" if parked else "retrying")
+        state = "failed" if parked is None else ("parked" if parked else "retrying")
+        message = str(row.get("error_message") or "")
+        extra = _field_messages(row.get("field_errors"))
+        problem = f"{row.get('error_class') or 'Error'}: {_short(message, 240)}"
+        if extra and extra.split(": ", 1)[-1] not in message:
+            problem += f"\n{extra}"
         table.add_row(
             str(row.get("sync_name")),
-            key,
-            kizen_id,
-            state,
-            str(row.get("error_class") or "-"),
-            _short(row.get("error_message"), 120),
-            _field_messages(row.get("field_errors")),
-            _age(row.get("open_for_s", row.get("age"))),
+            f"{key}\n{kizen_id}",
+            f"{state}\n{_age(row.get('open_for_s', row.get('age')))}",
+            problem,
         )
     return table
 

@@ -246,16 +246,22 @@ def test_failures_filter_by_reason_and_age_and_keep_totals_true(project) -> None
 
 
 def test_long_keys_and_kizen_ids_never_wrap(project) -> None:
-    ten_percent_bad(project["url"])
+    assert invoke("run", "--config", project["path"]).exit_code == 0
+    rows = [(i, f"First{i}", BAD_STATUS if i < 3 else "Opted In") for i in range(1, 6)]
+    _people(project["url"], rows)
     invoke("run", "--config", project["path"])
-    narrow = CliRunner().invoke(
-        cli,
-        ["failures", "--config", project["path"]],
-        env={"KIZEN_API_KEY": SECRET, "COLUMNS": "60"},
-    )
-    lines = narrow.stdout.splitlines()
-    for key in ("10", "20", "30"):
-        assert any(f" {key} " in line for line in lines), narrow.stdout
+    listed = doc(invoke("failures", "--config", project["path"], "--json"))["failures"]
+    kizen_ids = [f["kizen_id"] for f in listed]
+    assert len(kizen_ids) == 2
+    assert all(kizen_ids)
+    for width in ("60", "90", "200"):
+        shown = CliRunner().invoke(
+            cli,
+            ["failures", "--config", project["path"]],
+            env={"KIZEN_API_KEY": SECRET, "COLUMNS": width},
+        )
+        for kizen_id in kizen_ids:
+            assert kizen_id in shown.stdout, (width, kizen_id)
 
 
 def test_plan_json_is_one_document_and_progress_stays_off_stdout(project, kizen) -> None:
