@@ -159,6 +159,11 @@ def _configure_logging(ctx: click.Context) -> None:
         handlers=[handler],
         force=True,
     )
+    # The library's loggers follow the flag, whatever an embedding program set before.
+    logging.getLogger("kizen_sync").setLevel(logging.DEBUG if verbose else logging.WARNING)
+    for name, child in list(logging.root.manager.loggerDict.items()):
+        if name.startswith("kizen_sync.") and isinstance(child, logging.Logger):
+            child.setLevel(logging.NOTSET)
     # httpx logs every request URL at INFO, and lookup URLs carry identifiers (e-mail
     # addresses): keep the transport quiet; kizen_sync's own loggers report retries.
     for name in ("httpx", "httpcore"):
