@@ -8,8 +8,8 @@ error tree so that every path follows it:
 1     a run failed: new failures above ``failure_threshold``, Kizen refused the
       credentials, Kizen or the warehouse failed
 2     invalid configuration or invocation (sync file, unknown sync, missing
-      credential, mappings that do not fit Kizen, bad options), or a guard stopped
-      the run before any write
+      credential, unknown table or column, mappings that do not fit Kizen, bad
+      options), or a guard stopped the run before any write
 3     another run holds the sync (its run lease); nothing was done
 ====  ===========================================================================
 
@@ -27,7 +27,7 @@ from datetime import date, datetime
 from enum import IntEnum
 from typing import TYPE_CHECKING, Any
 
-from kizen_sync.errors import ConfigError, KizenSyncError
+from kizen_sync.errors import ConfigError, KizenSyncError, SourceError
 from kizen_sync.models import PlannedOp, RunReport
 
 if TYPE_CHECKING:
@@ -68,7 +68,14 @@ _BY_CLASS: dict[str, ExitStatus] = {
 
 
 def exit_status(error: BaseException) -> ExitStatus:
-    """The exit status an error ends a command with (1 unless the table says otherwise)."""
+    """The exit status an error ends a command with (1 unless the table says otherwise).
+
+    A :class:`~kizen_sync.errors.SourceError` that names a key of the sync file (an unknown
+    table or column, a primary key that is not unique) is a configuration problem (2), like
+    a wrong field; one without (the warehouse failed mid-query) is a failed run (1).
+    """
+    if isinstance(error, SourceError) and error.context.get("key"):
+        return ExitStatus.INVALID
     for cls in type(error).__mro__:
         found = _BY_CLASS.get(cls.__name__)
         if found is not None:

@@ -366,3 +366,17 @@ def test_log_format_json_writes_one_json_object_per_line(project) -> None:
     assert {"event", "level", "logger", "timestamp"} <= set(records[0])
     assert any(r["logger"] == "kizen_sync.runner" for r in records)
     assert SECRET not in result.stderr
+
+
+def test_a_wrong_column_and_a_wrong_field_both_exit_2(project, tmp_path: Path) -> None:
+    config = project["config"]
+    column = yaml.safe_load(yaml.safe_dump(config))
+    column["syncs"][0]["fields"][1]["column"] = "no_such_column"
+    field = yaml.safe_load(yaml.safe_dump(config))
+    field["syncs"][0]["fields"][1]["field"] = "no_such_field"
+    for name, broken in (("column", column), ("field", field)):
+        path = tmp_path / f"{name}.yaml"
+        path.write_text(yaml.safe_dump(broken))
+        result = invoke("run", "--config", str(path), "--json")
+        assert result.exit_code == ExitStatus.INVALID, (name, result.output)
+        assert f"no_such_{name}" in doc(result)["errors"][0]["message"]
