@@ -304,11 +304,27 @@ def test_guard_stop_exits_2(project) -> None:
     assert doc(result)["errors"][0]["error_class"] == "GuardError"
 
 
-def test_another_run_holding_the_sync_is_exit_status_3() -> None:
-    class LeaseHeldError(FatalError):  # the run lease's error family, by its name
-        pass
+def test_another_run_holding_the_sync_is_exit_status_3(project) -> None:
+    from kizen_sync.warehouse import StateStore, Warehouse
+    from kizen_sync.warehouse.lease import Leases
 
-    assert exit_status(LeaseHeldError("sync people is held by run r1")) == ExitStatus.BUSY == 3
+    warehouse = Warehouse(project["url"])
+    store = StateStore(warehouse)
+    store.ensure_schema()
+    lease = Leases(warehouse, store.tables).acquire("people", "another-run")
+    try:
+        result = invoke("run", "--config", project["path"], "--json")
+        assert result.exit_code == ExitStatus.BUSY == 3
+        [error] = doc(result)["errors"]
+        assert (error["error_class"], error["exit_status"], error["sync"]) == (
+            "LeaseHeldError",
+            3,
+            "people",
+        )
+        assert "another-run" in error["message"]
+    finally:
+        lease.release()
+        warehouse.dispose()
     assert exit_status(FatalError("boom")) == ExitStatus.RUN_FAILED
 
 

@@ -191,7 +191,8 @@ class Failures:
                     "run_id": run_id,
                     "parked_at": now,
                 }
-                for key, (fingerprint, error_class) in park.items()
+                # In key order, like the state rows: two flushes never deadlock on them.
+                for key, (fingerprint, error_class) in sorted(park.items())
             ],
         )
 
