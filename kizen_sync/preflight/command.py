@@ -7,12 +7,11 @@ holds exactly one JSON document (:mod:`kizen_sync.preflight.results`), whatever 
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import click
 
-from kizen_sync.cli import config_option, sync_option
+from kizen_sync.cli import config_option, logging_options, sync_option
 from kizen_sync.config import load_config
 from kizen_sync.errors import ConfigError
 from kizen_sync.preflight.results import Check, CheckReport, Status
@@ -54,6 +53,7 @@ def _print_table(report: CheckReport) -> None:
 @config_option
 @sync_option
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document instead of a table.")
+@logging_options
 def check(config: Path, syncs: tuple[str, ...], as_json: bool) -> None:
     """Pre-flight check of the Kizen account and the warehouse; writes nothing.
 
@@ -73,7 +73,10 @@ def check(config: Path, syncs: tuple[str, ...], as_json: bool) -> None:
             ]
         )
     if as_json:
-        click.echo(json.dumps(report.as_json(), indent=2))
+        from kizen_sync.output import document, dumps
+
+        # The envelope every --json document has (kizen_sync, command, exit_status, errors).
+        click.echo(dumps(document("check", report.exit_status, **report.as_json())))
     else:
         _print_table(report)
     raise SystemExit(report.exit_status)
