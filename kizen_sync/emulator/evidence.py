@@ -141,6 +141,14 @@ _ROUTES: tuple[_Route, ...] = (
         query=_PAGING | {"search", "ordering"},
     ),
     _Route(
+        "POST",
+        "/api/custom-objects/{uuid}/fields/{uuid}/options",
+        Tier.DOCUMENTED,
+        "LIVE contract 'add field option' (201); BC custom_objects.add_field_option, also for "
+        "dynamictags (planners.fields _OPTION_FIELD_TYPES)",
+        body=frozenset({"name", "order", "meta"}),
+    ),
+    _Route(
         "GET",
         "/api/pipelines/{uuid}/stages",
         Tier.DOCUMENTED,
