@@ -95,10 +95,10 @@ def option_routes(api: Api) -> list[Route]:
 
     def create(request: Request, body: Any, can_write: bool) -> Response:
         obj = svc.object(request.path_params["object_pk"])
-        field = obj.by_id.get(request.path_params["field_pk"])
+        field = obj.by_id.get(request.path_params["field_id"])
         if field is None:
             raise not_found()
         return json_response(add_option(field, body), 201)
 
-    path = "/api/custom-objects/{object_pk:kuuid}/fields/{field_pk:kuuid}/options"
+    path = "/api/custom-objects/{object_pk:kuuid}/fields/{field_id:kuuid}/options"
     return [api.route(path, "POST", create, write=True)]

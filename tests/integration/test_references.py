@@ -103,7 +103,7 @@ def test_a_missing_tag_fails_its_row_naming_the_tag_unless_the_sync_creates_it(e
     assert (report.status, report.counts.created, report.counts.failed) == ("success", 1, 0)
     assert "Brand New" in {t["name"] for t in _tags(env)}
     assert kizen_contacts(env)["lead1@example.com"]["tags"] == ["Brand New", "VIP"]
-    options = "/api/custom-objects/{object_pk}/fields/{field_pk}/options"
+    options = "/api/custom-objects/{object_pk}/fields/{field_id}/options"
     assert env.emu.request_log.total(method="POST", route=options) == 1
     # Once created, the tag is an ordinary tag: no second creation.
     leads(
