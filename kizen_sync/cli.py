@@ -159,11 +159,13 @@ def _configure_logging(ctx: click.Context) -> None:
         handlers=[handler],
         force=True,
     )
-    # The library's loggers follow the flag, whatever an embedding program set before.
-    logging.getLogger("kizen_sync").setLevel(logging.DEBUG if verbose else logging.WARNING)
-    for name, child in list(logging.root.manager.loggerDict.items()):
-        if name.startswith("kizen_sync.") and isinstance(child, logging.Logger):
-            child.setLevel(logging.NOTSET)
+    # The library's loggers follow the flag (the root's level), whatever levels an embedding
+    # program set on them before; NOTSET leaves nothing behind for code that runs later.
+    for name, logger in list(logging.root.manager.loggerDict.items()):
+        if (name == "kizen_sync" or name.startswith("kizen_sync.")) and isinstance(
+            logger, logging.Logger
+        ):
+            logger.setLevel(logging.NOTSET)
     # httpx logs every request URL at INFO, and lookup URLs carry identifiers (e-mail
     # addresses): keep the transport quiet; kizen_sync's own loggers report retries.
     for name in ("httpx", "httpcore"):

@@ -26,7 +26,9 @@ def test_only_failures_that_resending_cannot_fix_are_parked() -> None:
     assert not is_parkable("ServerError")
     assert not is_parkable("RateLimitedError")
     assert not is_parkable("TransportError")
+    assert not is_parkable("NotAppliedError")  # accepted, not applied: the next run re-sends
     assert not is_parkable("KeyError")  # unexpected: may be transient
+    assert is_parkable("SkippableError")  # e.g. no identifier to create the record with
     assert not is_parkable(None)
     rejected = make_result(
         "m",

@@ -1,8 +1,8 @@
 """Parked failures and the failure listing people and schedulers read.
 
 A record that failed for a reason that sending the same values again cannot fix (a value
-that cannot be mapped, Kizen's 400, 404 or 409: the :class:`~kizen_sync.errors.SkippableError`
-family) is *parked*: the ``parked`` table remembers the fingerprint the row had when it failed.
+that cannot be mapped, Kizen's 400, 404 or 409: :data:`PARKED_ERRORS`) is *parked*: the
+``parked`` table remembers the fingerprint the row had when it failed.
 While the row keeps that fingerprint, runs skip it (:meth:`ChangeDetector.iter_changes` with
 ``skip_parked``), so a table with known-bad rows does not re-send them, does not count them
 against the guards, and does not fail every run. The fingerprint covers the row's mapped
@@ -31,6 +31,7 @@ from kizen_sync.warehouse.engine import Warehouse
 from kizen_sync.warehouse.tables import StateTables
 
 __all__ = [
+    "PARKED_ERRORS",
     "FailureListing",
     "Failures",
     "ParkedSummary",
@@ -42,14 +43,26 @@ __all__ = [
 _KEYS_PER_QUERY = 5000
 
 
-def is_parkable(error_class: str | None) -> bool:
-    """True for the error classes that sending the same values again cannot fix.
+#: The failures that sending the same values again cannot fix: a value that cannot be mapped,
+#: Kizen's 400, 404 and 409 (subclasses included), and a bare SkippableError (e.g. no
+#: identifier to create the record with). A write Kizen accepted but did not apply
+#: (``NotAppliedError``) is sent again by the next run, like every retryable failure.
+PARKED_ERRORS = frozenset(
+    {"MappingError", "KizenValidationError", "NotFoundError", "ConflictError"}
+)
 
-    Those are the :class:`~kizen_sync.errors.SkippableError` family (mapping, 400, 404, 409).
-    An unknown class (an unexpected exception) is not parked: it may well be transient.
+
+def is_parkable(error_class: str | None) -> bool:
+    """True for the error classes that sending the same values again cannot fix
+    (:data:`PARKED_ERRORS`). An unknown class (an unexpected exception) is not parked: it may
+    well be transient.
     """
     found = getattr(errors, error_class or "", None)
-    return isinstance(found, type) and issubclass(found, errors.SkippableError)
+    if not isinstance(found, type) or not issubclass(found, errors.SkippableError):
+        return False
+    return found is errors.SkippableError or any(
+        cls.__name__ in PARKED_ERRORS for cls in found.__mro__
+    )
 
 
 def final_error_class(result: RecordResult) -> str | None:
