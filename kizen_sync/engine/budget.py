@@ -15,7 +15,7 @@ Pure: no I/O, so the same budget applies to an in-memory plan and to a re-read s
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterable, AsyncIterator, Iterable, Iterator
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Iterator
 
 from kizen_sync.config import SyncConfig
 from kizen_sync.engine.guards import archive_message, reject_message
@@ -32,10 +32,20 @@ class ApplyBudget:
         sync: the sync (its ``delete`` policy and ``max_reject_rate``).
         synced: records confirmed in Kizen when the run started (the mass-archive base).
         planned: writes the plan counted (the reject-rate base until more have gone by).
+        known: rejects that are not news (a parked row a retry re-sends unchanged,
+            :class:`~kizen_sync.engine.parking.KnownFailures`): let through, never counted.
     """
 
-    def __init__(self, sync: SyncConfig, *, synced: int, planned: int) -> None:
+    def __init__(
+        self,
+        sync: SyncConfig,
+        *,
+        synced: int,
+        planned: int,
+        known: Callable[[PlannedOp], bool] | None = None,
+    ) -> None:
         self.sync = sync
+        self.known = known
         self.synced = synced
         self.planned = planned
         self.archives = 0
@@ -56,7 +66,7 @@ class ApplyBudget:
             self.archives += 1
             if archive_message(self.sync, self.archives, self.synced):
                 raise self._archive_error()
-        elif op.op is Operation.FAIL:
+        elif op.op is Operation.FAIL and not (self.known is not None and self.known(op)):
             self.rejects += 1
             if len(self._examples) < 3:
                 self._examples.append(op)

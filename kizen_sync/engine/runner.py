@@ -691,7 +691,9 @@ class SyncRunner:
         )
         # Whatever pass produced them, archives and rejects count against the guards' budget
         # as they go to the executor (engine/budget.py).
-        budget = ApplyBudget(sync, synced=archive.synced, planned=plan.planned)
+        budget = ApplyBudget(
+            sync, synced=archive.synced, planned=plan.planned, known=scope.known.known_reject
+        )
         ops: Iterator[PlannedOp] | AsyncIterator[PlannedOp]
         if plan.ops is not None:
             ops = budget.admit_all(plan.ops)
