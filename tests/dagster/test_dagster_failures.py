@@ -98,3 +98,26 @@ def test_failure_sensor_reports_the_sync_and_its_counts(project: Project) -> Non
     assert values["sync"] == "contacts"
     assert values["failed_run_id"] == result.run_id
     assert (values["created"], values["failed"]) == (24, 1)
+
+
+def test_run_config_include_parked_sends_parked_rows_again_without_failing(
+    project: Project,
+) -> None:
+    project.sql(BREAK_ROW_7)
+    defs = project.definitions()  # failure_threshold 0: a new failure fails the run
+    assert not project.run_job(defs, "contacts_sync").success  # row 7 fails, and is parked
+    quiet = project.run_job(defs, "contacts_sync")
+    assert quiet.success
+    assert metadata_values(materializations(quiet, "kizen/contacts")[0])["failed"] == 0
+
+    again = defs.resolve_job_def("contacts_sync").execute_in_process(
+        instance=project.instance,
+        raise_on_error=False,
+        run_config={"ops": {"kizen__contacts": {"config": {"include_parked": True}}}},
+    )
+
+    assert again.success  # row 7 failed again exactly as before: known, not news
+    applied = metadata_values(materializations(again, "kizen/contacts")[0])
+    assert applied["failed"] == 1
+    rate = checks(again)["contacts_failure_rate"]
+    assert (rate.severity, rate.metadata["new_failures"].value) == (dg.AssetCheckSeverity.WARN, 0)
