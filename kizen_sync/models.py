@@ -84,6 +84,9 @@ class StateRow:
     fingerprint: str | None
     values: dict[str, Any] = field(default_factory=dict)  # canonical values by field API name
     archived: bool = False
+    #: Why this state row cannot be trusted (corrupt ``values_json``, a ``kizen_id`` that is
+    #: not a record id); the planner fails the record instead of writing through it.
+    problem: str | None = None
 
 
 @dataclass(frozen=True)
@@ -130,6 +133,10 @@ class PlannedOp:
     mirror: dict[str, tuple[str, ...]] = field(default_factory=dict)
     needs_lookup: bool = False  # match-key mode, id not remembered yet: lookup first
     restore: bool = False  # record was archived by us: unarchive before the PATCH
+    #: A re-key: the row left under this source key and came back under ``source_key``
+    #: (same identifier). Its record and state move over; the old state row is dropped in
+    #: the same transaction as the new one is written.
+    replaces_key: str | None = None
     error: Exception | None = None  # set when op is FAIL
 
     @property

@@ -26,6 +26,8 @@ The plan decides *what* to send; the executor only sends it. Decisions made here
   NOOP with empty ``new_values`` and no fingerprint: "forget this state row"
   (:attr:`~kizen_sync.models.PlannedOp.forgets_state`), leaving the Kizen record alone; the
   store deletes the state row once the op is recorded.
+- **A damaged state row** (``StateRow.problem``) fails its record: nothing is routed
+  through an id or values that cannot be trusted.
 - **Every mapping problem of a row** is collected into one FAIL op, so one look at the
   failures list shows everything to fix. Problems of ``sensitive`` fields are withheld when
   they are made (coercion messages quote the value), so no reader of the error can leak it.
@@ -41,7 +43,7 @@ from typing import Any, Literal
 
 from kizen_sync import mapping
 from kizen_sync.config import FieldMapping, SyncConfig
-from kizen_sync.errors import MappingError
+from kizen_sync.errors import MappingError, RowStateError
 from kizen_sync.models import ChangedRow, ChangeKind, FieldChange, Operation, PlannedOp
 from kizen_sync.schema import FieldSchema, ObjectSchema
 
@@ -328,6 +330,17 @@ def plan_row(
         The op; a FAIL op (never an exception) when a value cannot be mapped, with a
         :class:`~kizen_sync.errors.MappingError` as ``error``.
     """
+    if change.state is not None and change.state.problem:
+        # A damaged state row must not route a write (its id or values cannot be trusted).
+        return PlannedOp(
+            op=Operation.FAIL,
+            source_key=change.source_key,
+            kizen_id=change.state.kizen_id,
+            fingerprint=change.fingerprint,
+            error=RowStateError(
+                change.state.problem, source_key=change.source_key, column="sync_state"
+            ),
+        )
     if change.kind is ChangeKind.DELETED:
         return _plan_delete(change, sync)
     row = change.row or {}

@@ -35,6 +35,7 @@ from collections.abc import AsyncIterator, Callable, Collection, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -54,9 +55,11 @@ from kizen_sync.engine.guards import (
 from kizen_sync.engine.parking import KnownFailures, parked_note
 from kizen_sync.engine.planner import plan_row
 from kizen_sync.engine.references import References
+from kizen_sync.engine.resolve import Resolver
 from kizen_sync.engine.verify import VerifyPolicy
 from kizen_sync.mapping.labels import value_labels
 from kizen_sync.models import (
+    ChangedRow,
     ChangeKind,
     Operation,
     Outcome,
@@ -77,6 +80,7 @@ from kizen_sync.warehouse import (
     StateStore,
     Warehouse,
 )
+from kizen_sync.warehouse.integrity import StateIntegrity, way_out
 from kizen_sync.warehouse.lease import Lease, Leases
 
 __all__ = ["SyncRunner", "client_settings_from_config"]
@@ -109,6 +113,7 @@ class _Plan:
     tally: ChangeTally = field(default_factory=ChangeTally)  # the streamed rows, by kind
     watch: Collection[str] = ()  # open failures to look out for in the stream
     seen: set[str] = field(default_factory=set)  # ... and those the stream did contain
+    rekeyed: int = 0  # rows back under a new key: updates, not archive + create
 
     @property
     def planned(self) -> int:
@@ -178,6 +183,7 @@ class _Scope:
     only_keys: set[str] | None
     known: KnownFailures = field(default_factory=KnownFailures)
     skip_parked: bool = True  # parked rows are skipped unless asked for
+    resolver: Resolver | None = None  # re-keys and collisions (engine/resolve.py)
 
 
 def client_settings_from_config(config: ProjectConfig, **overrides: Any) -> ClientSettings:
@@ -303,6 +309,7 @@ class SyncRunner:
         started = _now()
         scope = self._scope(sync_name, options)
         archive = self._archive_counts(scope, options)
+        self._attach_resolver(scope, options, archive, dry_run=True)
         async with self._client() as client:
             kizen = self._kizen(client, scope)
             plan = await asyncio.to_thread(self._plan, scope, kizen, options, False)
@@ -340,6 +347,7 @@ class SyncRunner:
         options = options or RunOptions()
         scope = self._scope(sync_name, options)
         archive = self._archive_counts(scope, options)
+        self._attach_resolver(scope, options, archive, dry_run=True)
         async with self._client() as client:
             plan = await asyncio.to_thread(
                 self._plan, scope, self._kizen(client, scope), options, False
@@ -360,7 +368,7 @@ class SyncRunner:
         if options.dry_run:
             return await self.aplan(sync_name, options)
         self.config.sync(sync_name)  # an unknown name is a ConfigError, not a lease
-        self._ensure_schema()
+        self._ensure_schema(verify=True)  # a table dropped since is created again
         options = replace(options, run_id=options.run_id or uuid.uuid4().hex)
         lease_config = self.config.warehouse.lease
         wait_s = options.lease_wait_s if options.lease_wait_s is not None else lease_config.wait_s
@@ -384,7 +392,9 @@ class SyncRunner:
         scope = self._scope(sync_name, options)
         sync = scope.sync
         archive = self._archive_counts(scope, options)
-        raise_for_archive(sync, archive.deleted, archive.synced)
+        resolver = self._attach_resolver(scope, options, archive)
+        if not resolver.leaving:  # else re-keys may explain the deletions: judged after the plan
+            raise_for_archive(sync, archive.deleted, archive.synced)
         # Open failures this run may find resolved (see _resolve_failures); a partition or a
         # capped run sees only part of the source and cannot tell.
         watch: Collection[str] = ()
@@ -393,6 +403,7 @@ class SyncRunner:
         async with self._client() as client:
             kizen = self._kizen(client, scope)
             plan = await asyncio.to_thread(self._plan, scope, kizen, options, True, watch)
+            raise_for_archive(sync, archive.deleted - plan.rekeyed, archive.synced)
             raise_for_rejects(sync, plan.new_rejects, plan.planned, plan.rejects)
             if kizen.schema is not None and await kizen.refs.create_pending(client, kizen.schema):
                 plan.ops = None  # planned with placeholder tag ids: plan again with the real ones
@@ -407,7 +418,7 @@ class SyncRunner:
                 started_at=started,
                 finished_at=started,
                 planned=plan.planned,
-                would_archive=plan.by_op[Operation.ARCHIVE],
+                would_archive=plan.by_op[Operation.ARCHIVE] - plan.rekeyed,
             )
             try:
                 summary = await self._apply(kizen, options, plan, run_id, lease, archive)
@@ -452,9 +463,9 @@ class SyncRunner:
 
     # --- stages -------------------------------------------------------------------------
 
-    def _ensure_schema(self) -> None:
-        if not self._schema_ready:
-            self.store.ensure_schema()
+    def _ensure_schema(self, *, verify: bool = False) -> None:
+        if verify or not self._schema_ready:
+            self.store.ensure_schema(verify=verify)
             self._schema_ready = True
 
     def _scope(self, sync_name: str, options: RunOptions) -> _Scope:
@@ -529,6 +540,7 @@ class SyncRunner:
             rows = [c.row for c in chunk if c.row is not None and c.kind is not ChangeKind.PARKED]
             if rows:
                 kizen.look_up(rows)
+            ops = self._plan_chunk(scope, kizen, options, chunk)
             for change in chunk:
                 if options.max_records is not None and writes >= options.max_records:
                     return
@@ -538,19 +550,38 @@ class SyncRunner:
                     if parked is not None:
                         parked.add(change.source_key)
                     continue
-                schema, tags = kizen.prepared()
-                op = plan_row(
-                    change,
-                    scope.sync,
-                    schema,
-                    full_refresh=options.full_refresh,
-                    tags=tags,
-                    related=kizen.refs.related,
-                )
+                op = ops[id(change)]
                 writes += op.op is not Operation.NOOP
                 yield op
         if tally is not None:
             tally.complete = True
+
+    @staticmethod
+    def _plan_chunk(
+        scope: _Scope, kizen: _Kizen, options: RunOptions, chunk: list[ChangedRow]
+    ) -> dict[int, PlannedOp]:
+        """Plan one chunk's rows (parked ones are not planned), by ``id`` of the change.
+
+        The whole chunk at once: the resolve stage re-plans a re-key as an update of the
+        record it keeps. Kizen is read only when a row is planned at all.
+        """
+        live = [change for change in chunk if change.kind is not ChangeKind.PARKED]
+        if not live:
+            return {}
+        schema, tags = kizen.prepared()
+        plan_one = partial(
+            plan_row,
+            sync=scope.sync,
+            schema=schema,
+            full_refresh=options.full_refresh,
+            tags=tags,
+            related=kizen.refs.related,
+        )
+        if scope.resolver is not None:
+            ops = scope.resolver.plan_chunk(live, plan_one)
+        else:
+            ops = [plan_one(change) for change in live]
+        return {id(change): op for change, op in zip(live, ops, strict=True)}
 
     def _plan(
         self,
@@ -566,7 +597,11 @@ class SyncRunner:
         """
         plan = _Plan(ops=[] if keep else None, watch=watch)
         parked: set[str] = set()
+        resolver = scope.resolver
         for op in self._iter_ops(scope, kizen, options, plan.tally, parked):
+            if resolver is not None:
+                resolver.observe(op)
+            plan.rekeyed += op.replaces_key is not None
             if op.source_key in watch:
                 plan.seen.add(op.source_key)
             plan.by_op[op.op] += 1
@@ -581,6 +616,9 @@ class SyncRunner:
                 if len(plan.ops) > PLAN_IN_MEMORY:
                     plan.ops = None
         plan.seen.update(parked.intersection(watch))
+        if resolver is not None:
+            resolver.finish()
+            plan.seen |= resolver.refused_keys & set(watch)  # failed again by the apply
         return plan
 
     def _resolve_failures(self, sync: SyncConfig, plan: _Plan, run_id: str) -> None:
@@ -607,6 +645,30 @@ class SyncRunner:
         if report.parked:
             report.parked_since = self.store.failures.summary(report.sync).oldest
 
+    def _attach_resolver(
+        self, scope: _Scope, options: RunOptions, archive: ArchiveCounts, *, dry_run: bool = False
+    ) -> Resolver:
+        """The resolve stage of this call (engine/resolve.py), with what it needs to know
+        of the state: rows leaving (re-key candidates) and Kizen ids held twice (damage).
+        A real run first fills ``identity`` on state rows that predate it.
+        """
+        sync = scope.sync
+        integrity = StateIntegrity(self.warehouse, self.store.tables, sync)
+        leaving: dict[str, list[tuple[str, str | None]]] = {}
+        if sync.identity.match_on is not None:
+            if not dry_run:
+                integrity.backfill_identities()
+            if archive.deleted:
+                leaving = scope.detector.deleted_identities(options.partition, scope.only_keys)
+        scope.resolver = Resolver(
+            sync,
+            integrity,
+            leaving=leaving,
+            shared_ids=integrity.shared_ids(),
+            way_out=partial(way_out, self.store.tables, sync),
+        )
+        return scope.resolver
+
     @staticmethod
     def _archive_counts(scope: _Scope, options: RunOptions) -> ArchiveCounts:
         """The guard's key-only counts (no fingerprint scan; see the module docstring)."""
@@ -625,7 +687,7 @@ class SyncRunner:
     def _guard_report(sync: SyncConfig, counts: ArchiveCounts, plan: _Plan) -> GuardReport:
         return guard_report(
             sync,
-            deleted=counts.deleted,
+            deleted=counts.deleted - plan.rekeyed,
             synced=counts.synced,
             rejects=plan.new_rejects,
             planned=plan.planned,
@@ -694,14 +756,16 @@ class SyncRunner:
         budget = ApplyBudget(
             sync, synced=archive.synced, planned=plan.planned, known=scope.known.known_reject
         )
+        resolve = scope.resolver.resolve if scope.resolver is not None else iter
         ops: Iterator[PlannedOp] | AsyncIterator[PlannedOp]
         if plan.ops is not None:
-            ops = budget.admit_all(plan.ops)
+            ops = budget.admit_all(resolve(plan.ops))
         else:
             # The source is read again: a reload since the plan must not reach Kizen.
             again = self._archive_counts(scope, options)
-            raise_for_archive(sync, again.deleted, again.synced)
-            ops = budget.admit_async(_in_thread(self._iter_ops(scope, kizen, options)))
+            raise_for_archive(sync, again.deleted - plan.rekeyed, again.synced)
+            stream = resolve(self._iter_ops(scope, kizen, options))
+            ops = budget.admit_async(_in_thread(stream))
         return await executor.apply(ops, total=plan.total)
 
 

@@ -34,7 +34,7 @@ from kizen_sync.mapping import hash_values
 from kizen_sync.models import RecordResult
 from kizen_sync.warehouse.codec import tag
 
-__all__ = ["FORGET", "MESSAGE_LIMIT", "RESOLVE", "audit_rows", "utc"]
+__all__ = ["FORGET", "MESSAGE_LIMIT", "REKEY", "RESOLVE", "audit_rows", "rekey_row", "utc"]
 
 #: Longest message stored in a text column of the audit and runs tables.
 MESSAGE_LIMIT = 2000
@@ -46,6 +46,10 @@ FORGET = "forget"
 #: write (it matches what Kizen last confirmed again, or it left the source before it was
 #: ever synced). See :meth:`~kizen_sync.warehouse.state.StateStore.resolve_failures`.
 RESOLVE = "resolve"
+#: Audit operation, on the *old* source key, of a re-key: the row came back under another key
+#: with the same identifier, and its record and state moved there (no request of its own;
+#: the new key's row carries the write).
+REKEY = "rekey"
 
 
 def utc(value: datetime) -> datetime:
@@ -199,3 +203,28 @@ def _describe_error(
             by_field.setdefault(single.field, []).append(problem)
         return error_class, "; ".join(parts), by_field
     return error_class, str(error) or error_class, None
+
+
+def rekey_row(
+    result: RecordResult, run_id: str, sync_name: str, partition_key: str | None, now: datetime
+) -> dict[str, Any]:
+    """The audit row of a re-key's old source key (its state row moved to the new key)."""
+    op = result.op
+    return {
+        "run_id": run_id,
+        "sync_name": sync_name,
+        "partition_key": partition_key,
+        "source_key": op.replaces_key,
+        "kizen_id": result.kizen_id or op.kizen_id,
+        "operation": REKEY,
+        "changed_fields": "{}",
+        "values_hash": None,
+        "outcome": "success",
+        "http_status": None,
+        "error_class": None,
+        "error_message": f"re-keyed: the record now belongs to source key '{op.source_key}'",
+        "field_errors": None,
+        "attempt": 0,
+        "started_at": now,
+        "finished_at": now,
+    }

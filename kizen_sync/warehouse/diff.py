@@ -42,11 +42,11 @@ from sqlalchemy.types import NullType
 from kizen_sync.config import SyncConfig
 from kizen_sync.errors import SourceError
 from kizen_sync.models import ChangedRow, ChangeKind, Partition, StateRow
-from kizen_sync.warehouse.codec import decode_values
 from kizen_sync.warehouse.constructs import KeyBucket
 from kizen_sync.warehouse.dialects.base import lit
 from kizen_sync.warehouse.engine import Warehouse
 from kizen_sync.warehouse.fingerprint import fingerprint_expr
+from kizen_sync.warehouse.integrity import state_row
 from kizen_sync.warehouse.source import Source
 from kizen_sync.warehouse.state import StateStore
 
@@ -190,6 +190,7 @@ class ChangeDetector:
             state.c.fingerprint,
             state.c.values_json,
             state.c.archived,
+            state.c.identity,
         ).where(state.c.sync_name == self.sync.name)
         if partition is not None and partition.buckets:
             st_q = st_q.where(KeyBucket(state.c.source_key, partition.buckets) == partition.bucket)
@@ -300,56 +301,79 @@ class ChangeDetector:
 
     # --- public API --------------------------------------------------------------------------
 
+    def _vanished(
+        self, partition: Partition | None, keys: Sequence[str] | None
+    ) -> tuple[FromClause, Subquery, ColumnElement[bool], ColumnElement[bool]]:
+        """Key-only: (FROM, state subquery, its live rows, its deleted rows) of one scope.
+
+        Deleted = live state rows whose key has no live source row (absent or soft-deleted);
+        a time window only sees soft deletes.
+        """
+        source = self.source
+        soft = source.soft_deleted()
+        st = self._state_query(partition, keys).subquery("st")
+        alive = st.c.archived != true()
+        if partition is not None and not partition.buckets:
+            cols: list[ColumnElement[Any]] = [source.key_expr().label("k")]
+            if soft is not None:
+                cols.append(case((soft, 1), else_=0).label("sd"))
+            src = self._source_query(cols, partition, keys).subquery("src")
+            gone = and_(alive, src.c.sd == 1) if soft is not None else false()
+            return src.join(st, src.c.k == st.c.source_key), st, alive, gone
+        live_q = self._source_query([source.key_expr().label("k")], partition, keys)
+        if soft is not None:
+            live_q = live_q.where(not_(soft))
+        if self.warehouse.sql_dialect.missing_keys_by_not_in:
+            # The IN list is built once (SQLite: an ephemeral index); a correlated NOT EXISTS
+            # would rescan the source per state row.
+            return st, st, alive, and_(alive, st.c.source_key.not_in(live_q))
+        # An outer join in FROM becomes one hash join. On PostgreSQL NOT IN over a million
+        # keys would not fit work_mem (a per-row subplan), and NOT EXISTS inside an aggregate
+        # is a correlated subplan too: both quadratic.
+        live = live_q.subquery("live")
+        joined = st.outerjoin(live, live.c.k == st.c.source_key)
+        return joined, st, alive, and_(alive, live.c.k.is_(None))
+
     def archive_counts(
         self, partition: Partition | None = None, only_keys: Collection[str] | None = None
     ) -> ArchiveCounts:
         """The guard's figures (``deleted``, ``synced``) from keys alone: no fingerprint.
 
         A normal run needs only these before the first write; the expensive fingerprint scan
-        then happens once, in :meth:`iter_changes`. Deleted = live state rows whose key has
-        no live source row (absent or soft-deleted); a time window only sees soft deletes.
+        then happens once, in :meth:`iter_changes`.
         """
         self._prepare(partition)
-        source = self.source
-        soft = source.soft_deleted()
-        windowed = partition is not None and not partition.buckets
         deleted = synced = 0
         for keys in _batches(only_keys):
-            st = self._state_query(partition, keys).subquery("st")
-            alive = st.c.archived != true()
-            if windowed:
-                cols: list[ColumnElement[Any]] = [source.key_expr().label("k")]
-                if soft is not None:
-                    cols.append(case((soft, 1), else_=0).label("sd"))
-                src = self._source_query(cols, partition, keys).subquery("src")
-                gone = and_(alive, src.c.sd == 1) if soft is not None else false()
-                stmt = select(func.count().filter(alive), func.count().filter(gone)).select_from(
-                    src.join(st, src.c.k == st.c.source_key)
-                )
-            else:
-                live_q = self._source_query([source.key_expr().label("k")], partition, keys)
-                if soft is not None:
-                    live_q = live_q.where(not_(soft))
-                if self.warehouse.sql_dialect.missing_keys_by_not_in:
-                    # The IN list is built once (SQLite: an ephemeral index); a correlated
-                    # NOT EXISTS would rescan the source per state row.
-                    missing: ColumnElement[bool] = st.c.source_key.not_in(live_q)
-                    stmt = select(_count_if(alive), _count_if(and_(alive, missing)))
-                    stmt = stmt.select_from(st)
-                else:
-                    # An outer join in FROM becomes one hash join. On PostgreSQL NOT IN over a
-                    # million keys would not fit work_mem (a per-row subplan), and NOT EXISTS
-                    # inside an aggregate is a correlated subplan too: both quadratic.
-                    live = live_q.subquery("live")
-                    joined = st.outerjoin(live, live.c.k == st.c.source_key)
-                    missing = live.c.k.is_(None)
-                    stmt = select(_count_if(alive), _count_if(and_(alive, missing)))
-                    stmt = stmt.select_from(joined)
+            source, _st, alive, gone = self._vanished(partition, keys)
+            stmt = select(_count_if(alive), _count_if(gone)).select_from(source)
             with self.warehouse.connect() as conn:
                 row = conn.execute(stmt).one()
             synced += int(row[0] or 0)
             deleted += int(row[1] or 0)
         return ArchiveCounts(deleted=deleted, synced=synced)
+
+    def deleted_identities(
+        self, partition: Partition | None = None, only_keys: Collection[str] | None = None
+    ) -> dict[str, list[tuple[str, str | None]]]:
+        """The rows this scope would archive, by identity: ``{identity: [(key, kizen_id)]}``.
+
+        Key-only, like :meth:`archive_counts`; a re-key (a row back under a new key with
+        the same identifier) is found by looking new rows' identities up here.
+        """
+        self._prepare(partition)
+        out: dict[str, list[tuple[str, str | None]]] = {}
+        for keys in _batches(only_keys):
+            source, st, _alive, gone = self._vanished(partition, keys)
+            stmt = (
+                select(st.c.identity, st.c.source_key, st.c.kizen_id)
+                .select_from(source)
+                .where(gone, st.c.identity.is_not(None), st.c.identity != "")
+            )
+            with self.warehouse.connect() as conn:
+                for identity, key, kizen_id in conn.execute(stmt):
+                    out.setdefault(identity, []).append((key, kizen_id))
+        return out
 
     def counts(
         self, partition: Partition | None = None, only_keys: Collection[str] | None = None
@@ -453,13 +477,16 @@ class ChangeDetector:
         kind = ChangeKind(row["kind"])
         state = None
         if row["source_key"] is not None:
-            state = StateRow(
-                source_key=row["source_key"],
-                kizen_id=row["kizen_id"],
-                fingerprint=row["fingerprint"],
-                values={} if kind is ChangeKind.PARKED else decode_values(row["values_json"]),
-                archived=bool(row["archived"]),
-            )
+            if kind is ChangeKind.PARKED:
+                state = StateRow(
+                    source_key=row["source_key"],
+                    kizen_id=row["kizen_id"],
+                    fingerprint=row["fingerprint"],
+                    values={},
+                    archived=bool(row["archived"]),
+                )
+            else:
+                state = state_row(row, self.store.tables, self.sync)
         if kind is ChangeKind.PARKED:
             return ChangedRow(kind, row["k"], None, state, row["fp"])
         if kind is ChangeKind.DELETED:

@@ -4,10 +4,17 @@ The DDL lives in ``sql/<dialect>/NNN_*.sql`` (readable, reviewable); each applie
 recorded in ``{prefix}schema_version``. Two processes may race to create the tables: the
 dialect's :meth:`~.dialects.base.Dialect.migration_lock` serialises them, and every statement
 is idempotent on its own as well.
+
+A table dropped after its file was applied (by hand, by a cleanup script) is created again:
+:meth:`Migrator.ensure` with ``verify=True`` (the runner asks at the start of every run) checks
+that every table exists and, if one is missing, applies every file again (each statement is
+idempotent; an ``ADD COLUMN`` that finds its column is skipped), with a warning that says what
+the re-created table means for the next run.
 """
 
 from __future__ import annotations
 
+import logging
 from datetime import UTC, datetime
 
 from sqlalchemy import Connection, func, insert, inspect, select
@@ -19,6 +26,19 @@ from kizen_sync.warehouse.sqlfiles import SqlFile, migrations, render, split_sta
 from kizen_sync.warehouse.tables import StateTables
 
 __all__ = ["Migrator"]
+
+logger = logging.getLogger("kizen_sync.warehouse")
+
+#: What a missing table means, for the warning that follows its re-creation.
+_MISSING_MEANS = {
+    "state": "every source row is planned as new and matched to its Kizen record by its "
+    "identifier (match_on: upsert or lookup) or its record id column, so no record is "
+    "created twice; rows deleted from the source meanwhile are not archived. Run "
+    "`kizen-sync plan` to see what the next run sends",
+    "audit": "the history of attempts starts again, and open failures are no longer listed",
+    "runs": "the history of runs starts again",
+    "leases": "no run held a lease",
+}
 
 
 class Migrator:
@@ -34,13 +54,17 @@ class Migrator:
         self.tables = tables
         self._ready = False
 
-    def ensure(self) -> None:
+    def ensure(self, *, verify: bool = False) -> None:
         """Create or upgrade the tables and views; cheap when they are current.
+
+        Args:
+            verify: check that every table still exists (once per call, even when this
+                process already migrated) and create missing ones again.
 
         Raises:
             StateStoreError: the DDL failed or this dialect has no DDL files.
         """
-        if self._ready:
+        if self._ready and not verify:
             return
         try:
             files = migrations(self.warehouse.dialect)
@@ -48,13 +72,15 @@ class Migrator:
             raise StateStoreError(str(exc)) from None
         latest = max(f.version for f in files)
         try:
-            if self._applied_version() < latest:
+            missing = self._missing_tables() if verify else []
+            if missing or self._applied_version() < latest:
                 with self.warehouse.engine.connect() as conn:
                     with self.warehouse.sql_dialect.migration_lock(
                         conn, self.warehouse.state_schema
                     ):
-                        self._migrate(conn, files)
+                        self._migrate(conn, files, again=bool(missing))
                     conn.commit()
+                self._report_recreated(missing)
         except sa_exc.DBAPIError as exc:
             raise StateStoreError(
                 f"cannot create the state tables in {self.warehouse.describe()}: "
@@ -74,7 +100,33 @@ class Migrator:
                 ).scalar_one()
             )
 
-    def _migrate(self, conn: Connection, files: list[SqlFile]) -> None:
+    def _missing_tables(self) -> list[str]:
+        """Handles (``state``, ``audit``, ...) of the tables a migrated schema lacks; empty
+        before the first migration (nothing is "missing" from a fresh warehouse).
+        """
+        with self.warehouse.engine.connect() as conn:
+            inspector = inspect(conn)
+            schema = self.warehouse.state_schema
+            if not inspector.has_table(self.tables.version.name, schema=schema):
+                return []
+            handles = {
+                "state": self.tables.state,
+                "audit": self.tables.audit,
+                "runs": self.tables.runs,
+                "leases": self.tables.leases,
+            }
+            return [h for h, t in handles.items() if not inspector.has_table(t.name, schema)]
+
+    def _report_recreated(self, missing: list[str]) -> None:
+        for handle in missing:
+            table = getattr(self.tables, handle)
+            logger.warning(
+                "kizen-sync's table %s was missing and has been created again: %s.",
+                table.fullname,
+                _MISSING_MEANS[handle],
+            )
+
+    def _migrate(self, conn: Connection, files: list[SqlFile], *, again: bool = False) -> None:
         schema, prefix = self.warehouse.state_schema, self.warehouse.table_prefix
         bootstrap = sql_dir() / self.warehouse.dialect / "schema_version.sql"
         for statement in split_statements(
@@ -84,12 +136,29 @@ class Migrator:
         version = self.tables.version
         applied = set(conn.execute(select(version.c.version)).scalars())
         for file in files:
-            if file.version in applied:
+            if file.version in applied and not again:
                 continue
             for statement in file.statements(schema=schema, prefix=prefix):
-                conn.exec_driver_sql(statement)
+                self._execute(conn, statement, again=file.version in applied)
+            if file.version in applied:
+                continue
             conn.execute(
                 insert(version).values(
                     version=file.version, name=file.name, applied_at=datetime.now(UTC)
                 )
             )
+
+    @staticmethod
+    def _execute(conn: Connection, statement: str, *, again: bool) -> None:
+        """Run one DDL statement; applying a file again skips a column that exists already
+        (SQLite has no ``ADD COLUMN IF NOT EXISTS``).
+        """
+        if not again or "ADD COLUMN" not in statement.upper():
+            conn.exec_driver_sql(statement)
+            return
+        try:
+            with conn.begin_nested():
+                conn.exec_driver_sql(statement)
+        except sa_exc.OperationalError as exc:
+            if "duplicate column" not in str(exc.orig).lower():
+                raise

@@ -21,11 +21,13 @@ from sqlalchemy import exc as sa_exc
 
 from kizen_sync.config import SyncConfig
 from kizen_sync.errors import StateStoreError
+from kizen_sync.identity import identity_key
 from kizen_sync.models import Operation, Outcome, RecordResult, RunReport, StateRow
-from kizen_sync.warehouse.audit import MESSAGE_LIMIT, RESOLVE, audit_rows, utc
-from kizen_sync.warehouse.codec import decode_values, encode_values
+from kizen_sync.warehouse.audit import MESSAGE_LIMIT, RESOLVE, audit_rows, rekey_row, utc
+from kizen_sync.warehouse.codec import encode_values
 from kizen_sync.warehouse.engine import Warehouse
 from kizen_sync.warehouse.failures import Failures, parking_changes
+from kizen_sync.warehouse.integrity import state_row
 from kizen_sync.warehouse.migrations import Migrator
 from kizen_sync.warehouse.tables import RUN_COUNTS, state_tables
 
@@ -66,13 +68,15 @@ class StateStore:
 
     # --- schema ------------------------------------------------------------------------------
 
-    def ensure_schema(self) -> None:
+    def ensure_schema(self, *, verify: bool = False) -> None:
         """Create or upgrade the tables and views; cheap when they are current.
+
+        ``verify`` also checks that no table was dropped since, and creates it again.
 
         Raises:
             StateStoreError: the DDL failed or this dialect has no DDL files.
         """
-        self._migrator.ensure()
+        self._migrator.ensure(verify=verify)
 
     # --- state -------------------------------------------------------------------------------
 
@@ -88,13 +92,7 @@ class StateStore:
                     state.c.sync_name == _name(sync), state.c.source_key.in_(batch)
                 )
                 for row in conn.execute(stmt).mappings():
-                    out[row["source_key"]] = StateRow(
-                        source_key=row["source_key"],
-                        kizen_id=row["kizen_id"],
-                        fingerprint=row["fingerprint"],
-                        values=decode_values(row["values_json"]),
-                        archived=bool(row["archived"]),
-                    )
+                    out[row["source_key"]] = state_row(row, self.tables, sync)
         return out
 
     def record_results(
@@ -155,6 +153,12 @@ class StateStore:
                 "run_id": run_id,
                 "updated_at": now,
             }
+            if op.replaces_key is not None:
+                # A re-key: the record and its state move to the new key in this transaction.
+                upserts.pop(op.replaces_key, None)
+                archives.pop(op.replaces_key, None)
+                forgets.add(op.replaces_key)
+                rows.append(rekey_row(result, run_id, name, partition_key, now))
             if op.forgets_state:
                 forgets.add(op.source_key)
             elif op.op is Operation.ARCHIVE:
@@ -170,6 +174,7 @@ class StateStore:
                     "fingerprint": op.fingerprint,
                     "values_json": encode_values(op.new_values),
                     "archived": False,
+                    "identity": identity_key(op.identifier),
                 }
         state = self.tables.state
         park, unpark = parking_changes(results)
@@ -214,6 +219,7 @@ class StateStore:
             }
             if not keep_values:  # an archive keeps the last synced values for a later restore
                 changes["values_json"] = new.values_json
+                changes["identity"] = new.identity
             return changes
 
         return self.warehouse.sql_dialect.upsert(state, ["sync_name", "source_key"], update)

@@ -73,6 +73,7 @@ def state_tables(schema: str | None, prefix: str) -> StateTables:
             Column("archived", Boolean),
             Column("run_id", Text),
             Column("updated_at", ts),
+            Column("identity", Text),
         ),
         audit=table(
             "audit",

@@ -48,7 +48,7 @@ class Contacts:
         """Add ``rows`` to the source table."""
         for row in rows:
             self.db.run(
-                "INSERT INTO {s}people VALUES (:id, :email, :first)",
+                "INSERT INTO {s}people (id, email, first_name) VALUES (:id, :email, :first)",
                 {"id": row[0], "email": row[1], "first": row[2]},
             )
 
