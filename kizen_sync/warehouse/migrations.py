@@ -38,6 +38,7 @@ _MISSING_MEANS = {
     "audit": "the history of attempts starts again, and open failures are no longer listed",
     "runs": "the history of runs starts again",
     "leases": "no run held a lease",
+    "parked": "parked failures are sent again by the next run",
 }
 
 
@@ -114,6 +115,7 @@ class Migrator:
                 "audit": self.tables.audit,
                 "runs": self.tables.runs,
                 "leases": self.tables.leases,
+                "parked": self.tables.parked,
             }
             return [h for h, t in handles.items() if not inspector.has_table(t.name, schema)]
 
