@@ -3,7 +3,7 @@
 PY := .venv/bin/python
 BIN := .venv/bin
 
-.PHONY: setup demo test lint typecheck pytest emulator dagster bench reliability clean
+.PHONY: setup demo test lint typecheck pytest emulator dagster screenshots bench reliability clean
 
 setup:
 	@./scripts/setup.sh
@@ -14,6 +14,7 @@ demo: setup
 
 test: setup lint typecheck
 	@./scripts/ensure-postgres.sh
+	@./scripts/ensure-chromium.sh
 	@$(BIN)/pytest -q
 
 lint:
@@ -28,6 +29,10 @@ emulator: setup
 
 dagster: setup
 	@DAGSTER_HOME= $(BIN)/dagster dev -w workspace.yaml
+
+screenshots: setup
+	@./scripts/ensure-chromium.sh
+	@KIZEN_SYNC_SCREENSHOTS=docs/img $(BIN)/pytest -q tests/dagster/test_dagster_ui.py
 
 bench: setup
 	@./scripts/ensure-postgres.sh

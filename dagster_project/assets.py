@@ -1,85 +1,103 @@
-"""The assets of one sync: its plan, the incremental apply, and the partitioned backfill.
+"""The assets of one sync: its source, its plan, the incremental apply, the partitioned backfill.
 
-Why three assets and not one partitioned asset: a scheduled incremental sync must diff the
-*whole* source against ``sync_state`` in one pass (that is the only way hard-deleted rows are
-seen, and it is cheap: only changed rows leave the warehouse), while a backfill re-sends one
-slice with every field compared. A single partitioned asset would make every scheduled run
-fan out over hundreds of partitions, or record a partition-less run as if it were a partition.
-So ``kizen/<sync>`` is unpartitioned (scheduled, gated by ``kizen/<sync>_plan``) and
+Why three sync assets and not one partitioned asset: a scheduled incremental sync must diff
+the *whole* source against ``sync_state`` in one pass (that is the only way hard-deleted rows
+are seen, and it is cheap: only changed rows leave the warehouse), while a backfill re-sends
+one slice with every field compared. A single partitioned asset would make every scheduled
+run fan out over hundreds of partitions, or record a partition-less run as if it were a
+partition. So ``kizen/<sync>`` is unpartitioned (scheduled, after ``kizen/<sync>_plan``) and
 ``kizen/<sync>_backfill`` is partitioned (launched from the UI); both call the same
-:class:`~kizen_sync.engine.runner.SyncRunner`, whose own pre-flight guards protect every run,
-including the ones that do not go through the plan asset.
+:class:`~kizen_sync.engine.runner.SyncRunner`, whose own pre-flight guards protect every run.
+
+Every run of ``kizen/<sync>`` leaves its outcome on the asset: a materialization when it
+succeeds, an observation with the same metadata (counts, open failures grouped by reason, how
+to retry) when it fails, before the step fails. The asset page therefore always shows the
+last run's failed records, not the previous success's.
 """
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import dagster as dg
-from sqlalchemy.engine import make_url
 
 from dagster_project.checks import (
-    build_failures_left_open_check,
     failure_rate_result,
     failure_rate_spec,
+    failures_left_open_result,
+    failures_left_open_spec,
     guard_results,
     guard_specs,
+    stopped_failure_rate_result,
 )
-from dagster_project.metadata import OPEN_FAILURES_SHOWN, plan_metadata, run_metadata
-from dagster_project.partitions import partition_for_key, partitions_for
+from dagster_project.metadata import (
+    OPEN_FAILURES_SHOWN,
+    failures_metadata,
+    plan_metadata,
+    run_metadata,
+)
+from dagster_project.partitions import partition_for_key, partitions_for, record_partitions
 from dagster_project.resources import KizenResource, WarehouseResource, open_runner
 from dagster_project.run_config import BackfillRunConfig, SyncRunConfig
+from dagster_project.translator import AssetRole, KizenSyncTranslator, KizenSyncTranslatorData
 from kizen_sync.config import ProjectConfig, SyncConfig
 from kizen_sync.engine.runner import SyncRunner
 from kizen_sync.errors import FatalError
 from kizen_sync.models import RunCounts, RunOptions, RunReport
 
-__all__ = ["KIZEN_POOL", "SyncAssets", "asset_keys", "build_sync_assets"]
+__all__ = ["KIZEN_POOL", "SyncAssets", "build_sync_assets", "sync_specs"]
 
 #: Dagster pool shared by every step that writes to Kizen: one rate limit across runs.
 KIZEN_POOL = "kizen_api"
 _SAMPLE = 20
+_ROLES: tuple[AssetRole, ...] = ("source", "plan", "sync", "backfill")
 
 
 @dataclass(frozen=True)
 class SyncAssets:
-    """Everything Dagster shows for one sync, ready for ``dg.Definitions``."""
+    """Everything Dagster shows for one sync, ready for ``dg.Definitions``.
+
+    ``source`` is the external asset describing the source table, when this code location
+    declares it (see :meth:`KizenSyncTranslator.declares_source`).
+    """
 
     sync: SyncConfig
+    specs: Mapping[AssetRole, dg.AssetSpec]
+    source: dg.AssetSpec | None
     plan: dg.AssetsDefinition
     apply: dg.AssetsDefinition
     backfill: dg.AssetsDefinition
-    checks: tuple[dg.AssetChecksDefinition, ...]
+
+    @property
+    def keys(self) -> list[dg.AssetKey]:
+        """Keys of the plan, records and backfill assets."""
+        return [self.specs[role].key for role in _ROLES if role != "source"]
 
 
-def asset_keys(sync: SyncConfig) -> tuple[dg.AssetKey, dg.AssetKey, dg.AssetKey]:
-    """Keys of the plan, apply and backfill assets of ``sync``."""
-    return (
-        dg.AssetKey(["kizen", f"{sync.name}_plan"]),
-        dg.AssetKey(["kizen", sync.name]),
-        dg.AssetKey(["kizen", f"{sync.name}_backfill"]),
-    )
+def sync_specs(
+    translator: KizenSyncTranslator, data: KizenSyncTranslatorData
+) -> dict[AssetRole, dg.AssetSpec]:
+    """The translated specs of a sync's assets, with dependencies on the translated keys.
+
+    The translator may rename any key, so the dependencies its default specs name (the
+    default keys) are mapped onto the keys it actually returned.
+    """
+    has_source = translator.get_source_asset_key(data) is not None
+    roles = [r for r in _ROLES if r != "source" or has_source]
+    default = KizenSyncTranslator()
+    specs = {role: translator.get_asset_spec(data.as_role(role)) for role in roles}
+    renamed = {default.get_asset_key(data.as_role(r)): specs[r].key for r in roles}
+    return {
+        role: spec.replace_attributes(
+            deps=[renamed.get(dep.asset_key, dep.asset_key) for dep in spec.deps]
+        )
+        for role, spec in specs.items()
+    }
 
 
-def _source(sync: SyncConfig) -> str:
-    return f"table {sync.source.table}" if sync.source.table else "its SQL query"
-
-
-def _failure(sync: SyncConfig, error: FatalError) -> dg.Failure:
-    """A step failure naming the sync, with the error's numbers (guard counts) as metadata."""
+def _failure_metadata(sync: SyncConfig, error: FatalError) -> dict[str, Any]:
     numbers = {k: v for k, v in error.context.items() if isinstance(v, int | float | str)}
-    return dg.Failure(
-        description=error.message,
-        metadata={**numbers, "sync": sync.name, "error_class": error.error_class},
-        allow_retries=False,
-    )
-
-
-def _run(runner: SyncRunner, sync: SyncConfig, options: RunOptions) -> RunReport:
-    try:
-        return runner.run(sync.name, options)
-    except FatalError as error:
-        raise _failure(sync, error) from error
+    return {**numbers, "sync": sync.name, "error_class": error.error_class}
 
 
 def _combine(reports: list[RunReport], run_id: str) -> RunReport:
@@ -109,155 +127,234 @@ def _combine(reports: list[RunReport], run_id: str) -> RunReport:
     )
 
 
-def _outcome(
-    runner: SyncRunner, sync: SyncConfig, report: RunReport
-) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult]:
-    """Materialize with the run's metadata, or fail the step when too many records failed.
+@dataclass(frozen=True)
+class _Builder:
+    """Builds the three sync assets of one sync from its translated specs."""
 
-    Per-record failures below the threshold only show in the metadata and the checks.
-    """
-    metadata = run_metadata(report, sync, runner.open_failures(sync.name, OPEN_FAILURES_SHOWN))
-    check = failure_rate_result(sync, report)
-    if report.status == "failed":
-        yield check
+    project: ProjectConfig
+    sync: SyncConfig
+    specs: Mapping[AssetRole, dg.AssetSpec]
+    sync_file: str | None
+
+    def open_failures(self, runner: SyncRunner) -> list[dict[str, Any]]:
+        return runner.open_failures(self.sync.name, OPEN_FAILURES_SHOWN)
+
+    def partitions_metadata(
+        self, context: dg.AssetExecutionContext, runner: SyncRunner
+    ) -> dict[str, Any]:
+        """Record the windows that hold rows as partitions; say how many there are."""
+        rows = record_partitions(context.instance, runner.warehouse, self.sync)
+        if rows is None:
+            return {}
+        keys = list(rows)
+        return {
+            "partitions_with_rows": dg.MetadataValue.int(len(keys)),
+            "partitions_span": f"{keys[0]} ... {keys[-1]}" if keys else "no rows",
+        }
+
+    def outcome(
+        self,
+        context: dg.AssetExecutionContext,
+        runner: SyncRunner,
+        report: RunReport,
+        key: dg.AssetKey,
+        extra: Mapping[str, Any],
+    ) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult | dg.AssetObservation]:
+        """Materialize with the run's metadata; on failure observe it, then fail the step."""
+        sync = self.sync
+        open_failures = self.open_failures(runner)
+        metadata = {**run_metadata(report, sync, open_failures, self.sync_file), **extra}
+        checks = [failure_rate_result(sync, report)]
+        if key == self.specs["sync"].key:
+            checks.append(failures_left_open_result(sync, open_failures))
+        if report.status != "failed":
+            yield dg.MaterializeResult(asset_key=key, metadata=metadata, check_results=checks)
+            return
+        yield from checks
+        yield dg.AssetObservation(
+            asset_key=key,
+            partition=context.partition_key if context.has_partition_key else None,
+            description=f"Run failed: {report.message}",
+            metadata={**metadata, "run_outcome": "failed"},
+        )
+        top = metadata.get("top_reasons")
         raise dg.Failure(
-            description=report.message,
+            description=report.message + (f"\nTop reasons:\n{top}" if top else ""),
             metadata={"sync": sync.name, **metadata},
             allow_retries=False,
         )
-    yield dg.MaterializeResult(metadata=metadata, check_results=[check])
+
+    def stopped(
+        self,
+        context: dg.AssetExecutionContext,
+        runner: SyncRunner,
+        error: FatalError,
+        key: dg.AssetKey,
+    ) -> Iterator[dg.AssetCheckResult | dg.AssetObservation]:
+        """A run stopped before or during its writes (a guard, refused credentials): record
+        why on the asset, with the open failures, evaluate the checks, then fail the step.
+        """
+        sync = self.sync
+        open_failures = self.open_failures(runner)
+        numbers = _failure_metadata(sync, error)
+        yield stopped_failure_rate_result(sync, error.message)
+        if key == self.specs["sync"].key:
+            yield failures_left_open_result(sync, open_failures)
+        yield dg.AssetObservation(
+            asset_key=key,
+            partition=context.partition_key if context.has_partition_key else None,
+            description=f"Run stopped: {error.message}",
+            metadata={
+                **numbers,
+                "run_outcome": "stopped",
+                "reason": error.message,
+                **failures_metadata(sync, open_failures, self.sync_file),
+            },
+        )
+        raise dg.Failure(description=error.message, metadata=numbers, allow_retries=False)
+
+    def build_plan(self) -> dg.AssetsDefinition:
+        sync, project = self.sync, self.project
+        spec = self.specs["plan"]
+
+        @dg.multi_asset(
+            name=spec.key.to_python_identifier(),
+            specs=[spec],
+            check_specs=guard_specs(sync, spec.key),
+        )
+        def plan(
+            context: dg.AssetExecutionContext, warehouse: WarehouseResource, kizen: KizenResource
+        ) -> dg.MaterializeResult:
+            options = RunOptions(dry_run=True, run_id=context.run_id)
+            with open_runner(project, warehouse, kizen, context.log) as runner:
+                try:
+                    guard = runner.check_guards(sync.name, options)
+                    report = runner.plan(sync.name, options)
+                except FatalError as error:
+                    raise dg.Failure(
+                        description=error.message,
+                        metadata=_failure_metadata(sync, error),
+                        allow_retries=False,
+                    ) from error
+                extra = self.partitions_metadata(context, runner)
+            return dg.MaterializeResult(
+                metadata={**plan_metadata(report, guard, sync), **extra},
+                check_results=guard_results(sync, guard),
+            )
+
+        return plan
+
+    def build_apply(self) -> dg.AssetsDefinition:
+        sync, project = self.sync, self.project
+        spec = self.specs["sync"]
+
+        @dg.multi_asset(
+            name=spec.key.to_python_identifier(),
+            specs=[spec],
+            check_specs=[
+                failure_rate_spec(sync, spec.key),
+                failures_left_open_spec(sync, spec.key),
+            ],
+            pool=KIZEN_POOL,
+        )
+        def apply(
+            context: dg.AssetExecutionContext,
+            config: SyncRunConfig,
+            warehouse: WarehouseResource,
+            kizen: KizenResource,
+        ) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult | dg.AssetObservation]:
+            with open_runner(project, warehouse, kizen, context.log) as runner:
+                try:
+                    report = runner.run(sync.name, config.options(context.run_id))
+                except FatalError as error:
+                    yield from self.stopped(context, runner, error, spec.key)
+                    return
+                extra = self.partitions_metadata(context, runner)
+                yield from self.outcome(context, runner, report, spec.key, extra)
+
+        return apply
+
+    def build_backfill(self, backfill_policy: dg.BackfillPolicy | None) -> dg.AssetsDefinition:
+        sync, project = self.sync, self.project
+        spec = self.specs["backfill"]
+
+        @dg.multi_asset(
+            name=spec.key.to_python_identifier(),
+            specs=[spec],
+            partitions_def=partitions_for(sync),
+            backfill_policy=backfill_policy,
+            check_specs=[failure_rate_spec(sync, spec.key)],
+            pool=KIZEN_POOL,
+        )
+        def backfill(
+            context: dg.AssetExecutionContext,
+            config: BackfillRunConfig,
+            warehouse: WarehouseResource,
+            kizen: KizenResource,
+        ) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult | dg.AssetObservation]:
+            keys = context.partition_keys
+            with open_runner(project, warehouse, kizen, context.log) as runner:
+                reports = []
+                for key in keys:
+                    # The audit run id is the Dagster run id; a run over several partitions
+                    # suffixes it per partition, since the runs table holds one row per run id.
+                    run_id = context.run_id if len(keys) == 1 else f"{context.run_id}:{key}"
+                    options = config.options(run_id, partition_for_key(sync, key))
+                    try:
+                        reports.append(runner.run(sync.name, options))
+                    except FatalError as error:
+                        yield from self.stopped(context, runner, error, spec.key)
+                        return
+                report = _combine(reports, context.run_id)
+                extra: dict[str, Any] = {"partition_rows": dg.MetadataValue.int(_rows(report))}
+                if _rows(report) == 0:
+                    extra["empty"] = dg.MetadataValue.md(
+                        "This partition holds no rows (they moved to other windows or were "
+                        "deleted): nothing to compare, nothing sent."
+                    )
+                yield from self.outcome(context, runner, report, spec.key, extra)
+
+        return backfill
 
 
-def _kinds(project: ProjectConfig) -> set[str]:
-    dialect = make_url(project.warehouse.url).get_backend_name()
-    return {"kizen", {"postgresql": "postgres"}.get(dialect, dialect)}
-
-
-def _definition_metadata(sync: SyncConfig) -> dict[str, Any]:
-    return {
-        "kizen_object": sync.object,
-        "source": sync.source.table or sync.source.query,
-        "primary_key": ", ".join(sync.source.primary_key),
-        "mode": sync.mode,
-        "schedule": sync.schedule,
-        "failure_threshold": sync.failure_threshold,
-        "max_archive_fraction": sync.delete.max_archive_fraction,
-    }
+def _rows(report: RunReport) -> int:
+    """Rows of the source a run looked at: every outcome of every row counted once."""
+    c = report.counts
+    return c.created + c.updated + c.unchanged + c.noop + c.failed + c.archived
 
 
 def build_sync_assets(
-    project: ProjectConfig, sync: SyncConfig, backfill_policy: dg.BackfillPolicy | None
+    project: ProjectConfig,
+    sync: SyncConfig,
+    backfill_policy: dg.BackfillPolicy | None,
+    *,
+    translator: KizenSyncTranslator | None = None,
+    dbt_manifest: Mapping[str, Any] | None = None,
+    sync_file: str | None = None,
 ) -> SyncAssets:
-    """The plan, apply and backfill assets of ``sync`` with their checks."""
-    plan_key, apply_key, backfill_key = asset_keys(sync)
-    common: dict[str, Any] = {
-        "group_name": sync.group,
-        "kinds": _kinds(project),
-        "owners": sync.owners,
-        "metadata": _definition_metadata(sync),
-    }
-    about = f"{sync.description}\n\n" if sync.description else ""
-    partitions_def = partitions_for(sync)
+    """The source spec, the plan, apply and backfill assets of ``sync`` with their checks.
 
-    @dg.asset(
-        key=plan_key,
-        description=(
-            f"{about}Dry run of sync `{sync.name}`: compares {_source(sync)} with what Kizen "
-            f"last confirmed (the state table) and counts what the next `kizen/{sync.name}` "
-            "would do: new rows are created, changed rows (a mapped column differs from the "
-            "value Kizen confirmed) are updated, sending only the changed fields, and records "
-            "whose rows are gone are archived. Sends nothing and writes no state. Its blocking "
-            "guards stop the apply when too much would be archived or rejected."
-        ),
-        check_specs=guard_specs(sync, plan_key),
-        **common,
+    Args:
+        project: the whole sync file.
+        sync: the sync to build.
+        backfill_policy: None for one partition per run, or Dagster's single-run policy.
+        translator: keys, groups, tags, owners and descriptions (default
+            :class:`KizenSyncTranslator`).
+        dbt_manifest: a parsed dbt manifest, for syncs that name ``source.dbt_model``.
+        sync_file: the sync file's path as people should type it, for retry commands.
+    """
+    translator = translator or KizenSyncTranslator()
+    data = KizenSyncTranslatorData(
+        sync=sync, role="sync", project=project, dbt_manifest=dbt_manifest
     )
-    def plan(
-        context: dg.AssetExecutionContext, warehouse: WarehouseResource, kizen: KizenResource
-    ) -> dg.MaterializeResult:
-        options = RunOptions(dry_run=True, run_id=context.run_id)
-        with open_runner(project, warehouse, kizen, context.log) as runner:
-            try:
-                guard = runner.check_guards(sync.name, options)
-                report = runner.plan(sync.name, options)
-            except FatalError as error:
-                raise _failure(sync, error) from error
-        return dg.MaterializeResult(
-            metadata=plan_metadata(report, guard, sync), check_results=guard_results(sync, guard)
-        )
-
-    @dg.asset(
-        key=apply_key,
-        deps=[plan_key],
-        pool=KIZEN_POOL,
-        description=(
-            f"{about}Kizen `{sync.object}` records kept in step with {_source(sync)}. Each "
-            "run sends only new and changed rows (one PATCH per record by id, add_values / "
-            "remove_values for multi-valued fields) and archives records whose rows were "
-            "deleted; scheduled runs go through the guards of the plan asset first. Every "
-            "attempt is written to the audit table in the warehouse; records that fail do not "
-            "fail the run (unless more than failure_threshold do): they are listed in "
-            "`open_failures`, re-sent on the next run, or now by job "
-            f"`{sync.name}_retry_failed`. Run config: dry_run, full_refresh, max_records."
-        ),
-        check_specs=[failure_rate_spec(sync, apply_key)],
-        **common,
-    )
-    def apply(
-        context: dg.AssetExecutionContext,
-        config: SyncRunConfig,
-        warehouse: WarehouseResource,
-        kizen: KizenResource,
-    ) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult]:
-        with open_runner(project, warehouse, kizen, context.log) as runner:
-            report = _run(runner, sync, config.options(context.run_id))
-            yield from _outcome(runner, sync, report)
-
-    slicing = (
-        f"the rows whose `{sync.source.cursor_column}` falls in the partition's "
-        f"{sync.partitions.granularity} window"
-        if sync.source.cursor_column
-        else f"the rows whose primary key hashes to the partition's bucket (of "
-        f"{sync.partitions.buckets})"
-    )
-
-    @dg.asset(
-        key=backfill_key,
-        partitions_def=partitions_def,
-        backfill_policy=backfill_policy,
-        pool=KIZEN_POOL,
-        description=(
-            f"{about}Backfill of sync `{sync.name}`: re-syncs exactly {slicing}, comparing "
-            "every mapped field with Kizen's confirmed values (full refresh) and sending what "
-            "differs. Audit rows carry the partition key. Launch it from the UI (Materialize, "
-            "then pick partitions). Guarded by the same pre-flight checks as every run. Rows "
-            "deleted from the source are archived by the incremental "
-            f"`kizen/{sync.name}`, which sees the whole table."
-        ),
-        check_specs=[failure_rate_spec(sync, backfill_key)],
-        **common,
-    )
-    def backfill(
-        context: dg.AssetExecutionContext,
-        config: BackfillRunConfig,
-        warehouse: WarehouseResource,
-        kizen: KizenResource,
-    ) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult]:
-        keys = context.partition_keys
-        with open_runner(project, warehouse, kizen, context.log) as runner:
-            reports = []
-            for key in keys:
-                # The audit run id is the Dagster run id; a run over several partitions
-                # suffixes it per partition, since the runs table holds one row per run id.
-                run_id = context.run_id if len(keys) == 1 else f"{context.run_id}:{key}"
-                partition = partition_for_key(sync, partitions_def, key)
-                reports.append(_run(runner, sync, config.options(run_id, partition)))
-            yield from _outcome(runner, sync, _combine(reports, context.run_id))
-
+    specs = sync_specs(translator, data)
+    builder = _Builder(project=project, sync=sync, specs=specs, sync_file=sync_file)
+    declared = "source" in specs and translator.declares_source(data.as_role("source"))
     return SyncAssets(
         sync=sync,
-        plan=plan,
-        apply=apply,
-        backfill=backfill,
-        checks=(build_failures_left_open_check(sync, apply_key),),
+        specs=specs,
+        source=specs["source"] if declared else None,
+        plan=builder.build_plan(),
+        apply=builder.build_apply(),
+        backfill=builder.build_backfill(backfill_policy),
     )

@@ -1,27 +1,29 @@
-"""Jobs and schedules of one sync: the scheduled incremental sync and the retry of failures."""
+"""Jobs and schedules of one sync: the incremental sync, its schedule, the retry of failures."""
 
 import dagster as dg
 
-from dagster_project.assets import SyncAssets, asset_keys
-from dagster_project.run_config import SyncRunConfig
+from dagster_project.assets import SyncAssets
 
 __all__ = ["build_sync_jobs"]
 
 
 def build_sync_jobs(assets: SyncAssets) -> dg.Definitions:
-    """``<sync>_sync`` (plan + apply, scheduled by the file's cron) and ``<sync>_retry_failed``.
+    """``<sync>_sync`` (plan + apply), ``<sync>_retry_failed``, and ``<sync>_schedule`` when
+    the sync file gives a ``schedule``.
 
     Returned as a ``dg.Definitions`` to merge, because Dagster does not export the type of
-    ``define_asset_job``'s result.
+    ``define_asset_job``'s result. Schedules are created stopped, as Dagster's are by default:
+    a new deployment never starts writing to Kizen on its own. Turn one on in the UI
+    (Automation) or with ``dagster schedule start <sync>_schedule``.
     """
     sync = assets.sync
-    plan_key, apply_key, _ = asset_keys(sync)
+    plan_key, apply_key = assets.specs["plan"].key, assets.specs["sync"].key
     sync_job = dg.define_asset_job(
         f"{sync.name}_sync",
         selection=dg.AssetSelection.assets(plan_key, apply_key),
         description=(
             f"Incremental sync `{sync.name}`: plan and guard, then send only what changed "
-            "since the last confirmed run (scheduled)."
+            "since the last confirmed run."
         ),
         tags={"kizen_sync/sync": sync.name},
     )
@@ -31,15 +33,24 @@ def build_sync_jobs(assets: SyncAssets) -> dg.Definitions:
         description=(
             f"Re-sends only the records of sync `{sync.name}` whose last attempt failed (the "
             "open failures), e.g. after fixing their rows or the mapping. Other changes wait "
-            "for the next scheduled run."
+            "for the next run."
         ),
-        config=dg.RunConfig(ops={assets.apply.op.name: SyncRunConfig(only_failed=True)}),
+        config=dg.RunConfig(ops={assets.apply.op.name: {"config": {"only_failed": True}}}),
         tags={"kizen_sync/sync": sync.name},
     )
-    schedule = dg.ScheduleDefinition(
-        name=f"{sync.name}_schedule",
-        job=sync_job,
-        cron_schedule=sync.schedule,
-        description=f"Runs `{sync.name}_sync` on the sync file's cron `{sync.schedule}` (UTC).",
-    )
-    return dg.Definitions(jobs=[sync_job, retry_job], schedules=[schedule])
+    schedules = []
+    if sync.schedule is not None:
+        schedules.append(
+            dg.ScheduleDefinition(
+                name=f"{sync.name}_schedule",
+                job=sync_job,
+                cron_schedule=sync.schedule,
+                default_status=dg.DefaultScheduleStatus.STOPPED,
+                description=(
+                    f"Runs `{sync.name}_sync` on the sync file's cron `{sync.schedule}` (UTC). "
+                    "Created stopped, like every Dagster schedule: turn it on here (or "
+                    f"`dagster schedule start {sync.name}_schedule`) to start syncing."
+                ),
+            )
+        )
+    return dg.Definitions(jobs=[sync_job, retry_job], schedules=schedules)

@@ -12,16 +12,21 @@ from typing import Any
 import dagster as dg
 
 from kizen_sync.config import SyncConfig
-from kizen_sync.engine.guards import GuardReport
+from kizen_sync.engine.guards import MIN_REJECTS_FOR_GUARD, GuardReport
+from kizen_sync.failure_groups import FailureGroup, failure_reason, group_failures
 from kizen_sync.mapping.labels import LabelMap, change_text
 from kizen_sync.models import Operation, PlannedOp, RunReport
 
 __all__ = [
     "OPEN_FAILURES_SHOWN",
+    "failure_groups_table",
+    "failures_metadata",
     "guard_metadata",
     "open_failures_table",
     "plan_metadata",
+    "retry_text",
     "run_metadata",
+    "top_reasons",
 ]
 
 #: Open failures listed on each materialization (newest first); the view holds them all.
@@ -29,6 +34,7 @@ OPEN_FAILURES_SHOWN = 100
 _MESSAGE_CHARS = 300
 
 _OPEN_FAILURE_COLUMNS = (
+    dg.TableColumn("reason", "string", description="Error class · field: message pattern."),
     dg.TableColumn("sync", "string"),
     dg.TableColumn("source_key", "string", description="Primary key of the warehouse row."),
     dg.TableColumn("kizen_id", "string", description="Kizen record id, when known."),
@@ -36,6 +42,13 @@ _OPEN_FAILURE_COLUMNS = (
     dg.TableColumn("error", "string", description="Error class and Kizen's message."),
     dg.TableColumn("age", "string", description="Time since the record first failed."),
     dg.TableColumn("failed_runs", "int", description="Runs that failed it since its last success."),
+)
+_GROUP_COLUMNS = (
+    dg.TableColumn("reason", "string", description="Error class · field: message pattern."),
+    dg.TableColumn("records", "int", description="Open failures with this reason."),
+    dg.TableColumn("source_keys", "string", description="Primary keys of the rows (first 20)."),
+    dg.TableColumn("kizen_ids", "string", description="Their Kizen record ids, where known."),
+    dg.TableColumn("example", "string", description="The full message of the first record."),
 )
 _FAILURE_COLUMNS = (
     dg.TableColumn("source_key", "string"),
@@ -82,11 +95,15 @@ def _age(since: datetime | None, now: datetime) -> str:
 
 
 def open_failures_table(rows: Iterable[Mapping[str, Any]]) -> dg.TableMetadataValue:
-    """Rows of the ``open_failures`` view as a table: sync, key, Kizen id, error, age."""
+    """Rows of the ``open_failures`` view, grouped by reason: key, Kizen id, error, age."""
     now = datetime.now(UTC)
+    listed = list(rows)
+    order = {g.reason: i for i, g in enumerate(group_failures(listed))}
+    listed.sort(key=lambda row: order[failure_reason(row)])
     records = [
         dg.TableRecord(
             {
+                "reason": failure_reason(row),
                 "sync": row["sync_name"],
                 "source_key": row["source_key"],
                 "kizen_id": row.get("kizen_id"),
@@ -96,9 +113,64 @@ def open_failures_table(rows: Iterable[Mapping[str, Any]]) -> dg.TableMetadataVa
                 "failed_runs": row.get("failed_runs"),
             }
         )
-        for row in rows
+        for row in listed
     ]
     return dg.MetadataValue.table(records, schema=dg.TableSchema(list(_OPEN_FAILURE_COLUMNS)))
+
+
+def failure_groups_table(groups: Sequence[FailureGroup]) -> dg.TableMetadataValue:
+    """One row per reason: how many records, which ones, and an example message."""
+    records = [
+        dg.TableRecord(
+            {
+                "reason": _short(g.reason),
+                "records": g.count,
+                "source_keys": ", ".join(g.source_keys),
+                "kizen_ids": ", ".join(i or "-" for i in g.kizen_ids),
+                "example": _short(g.example),
+            }
+        )
+        for g in groups
+    ]
+    return dg.MetadataValue.table(records, schema=dg.TableSchema(list(_GROUP_COLUMNS)))
+
+
+def top_reasons(groups: Sequence[FailureGroup], shown: int = 3) -> str:
+    """``2 x MappingError · email: ... (keys 7, 12)``, one line per reason, largest first."""
+    lines = []
+    for g in groups[:shown]:
+        keys = ", ".join(g.source_keys[:5]) + (", ..." if g.count > 5 else "")
+        lines.append(f"{g.count} x {_short(g.reason)} (source keys {keys})")
+    if len(groups) > shown:
+        lines.append(f"... and {len(groups) - shown} more reason(s)")
+    return "\n".join(lines)
+
+
+def retry_text(sync: SyncConfig, sync_file: str | None) -> str:
+    """How to re-send the open failures now: the Dagster job, and the CLI command."""
+    config = f" --config {sync_file}" if sync_file else ""
+    return (
+        f"Launch job `{sync.name}_retry_failed` (Jobs, {sync.name}_retry_failed, Launch run), or "
+        f"run `kizen-sync retry{config} --sync {sync.name}`; list them with "
+        f"`kizen-sync failures{config} --sync {sync.name}`."
+    )
+
+
+def failures_metadata(
+    sync: SyncConfig, open_failures: Sequence[Mapping[str, Any]], sync_file: str | None
+) -> dict[str, Any]:
+    """The open failures of a sync, grouped by reason and record by record, and how to retry."""
+    groups = group_failures(open_failures)
+    metadata: dict[str, Any] = {}
+    if open_failures:
+        metadata["top_reasons"] = top_reasons(groups)
+        metadata["retry"] = dg.MetadataValue.md(retry_text(sync, sync_file))
+    return {
+        **metadata,
+        "open_failures_count": dg.MetadataValue.int(len(open_failures)),
+        "failure_reasons": failure_groups_table(groups),
+        "open_failures": open_failures_table(open_failures),
+    }
 
 
 def _failures_table(failures: Sequence[Mapping[str, Any]]) -> dg.TableMetadataValue:
@@ -144,35 +216,46 @@ def _counts_row(counts: Mapping[str, int]) -> str:
 
 
 def run_metadata(
-    report: RunReport, sync: SyncConfig, open_failures: Sequence[Mapping[str, Any]]
+    report: RunReport,
+    sync: SyncConfig,
+    open_failures: Sequence[Mapping[str, Any]],
+    sync_file: str | None = None,
 ) -> dict[str, Any]:
     """Metadata of one applied run: counts, summary, failure sample and open failures.
 
     ``dagster/row_count`` is the number of records Kizen confirmed this run (created,
-    updated or archived).
+    updated or archived). The summary says what was written, never what was only planned.
     """
     counts = report.counts.as_dict()
     written = report.counts.created + report.counts.updated + report.counts.archived
-    prefix = "would be " if report.status == "dry_run" else ""
+    if report.status == "dry_run":
+        done = f"{report.planned} records would be written; nothing was sent."
+    else:
+        done = (
+            f"{written} of {report.planned} planned records written with {report.requests} "
+            f"requests; audit rows under run id `{report.run_id}`."
+        )
     lines = [
         f"**{sync.name}** ({sync.object}): {report.status}"
         + (f", partition `{report.partition_key}`" if report.partition_key else ""),
         "",
         _counts_row(counts),
         "",
-        f"{report.planned} records {prefix}written with {report.requests} requests; "
-        f"audit rows under run id `{report.run_id}`.",
+        done,
     ]
     if report.counts.failed:
         lines += [
             "",
             f"{report.counts.failed} record(s) failed ({report.failure_rate:.0%}; the run fails "
-            f"above {sync.failure_threshold:.0%}). They are re-sent on the next run, or now by "
-            f"job `{sync.name}_retry_failed`; see `failures_sample` and `open_failures`.",
+            f"above {sync.failure_threshold:.0%}). {retry_text(sync, sync_file)} See "
+            "`failure_reasons` and `open_failures`.",
         ]
     if report.message:
         lines += ["", _short(report.message)]
+    # Shown in this order on the asset page: what happened and what failed, then the numbers.
     metadata: dict[str, Any] = {
+        "summary": dg.MetadataValue.md("\n".join(lines)),
+        **failures_metadata(sync, open_failures, sync_file),
         **{k: dg.MetadataValue.int(v) for k, v in counts.items()},
         "dagster/row_count": dg.MetadataValue.int(written),
         "planned": dg.MetadataValue.int(report.planned),
@@ -180,8 +263,6 @@ def run_metadata(
         "failure_rate": dg.MetadataValue.float(report.failure_rate),
         "status": report.status,
         "audit_run_id": report.run_id,
-        "summary": dg.MetadataValue.md("\n".join(lines)),
-        "open_failures": open_failures_table(open_failures),
     }
     if report.failures:
         metadata["failures_sample"] = _failures_table(report.failures)
@@ -192,7 +273,10 @@ def run_metadata(
 
 def guard_metadata(guard: GuardReport) -> dict[str, Any]:
     """The numbers behind both pre-flight guards."""
+    enforced = guard.reject_count >= MIN_REJECTS_FOR_GUARD
     return {
+        "reject_guard_enforced": enforced,
+        "min_rejects_for_guard": dg.MetadataValue.int(MIN_REJECTS_FOR_GUARD),
         "would_archive": dg.MetadataValue.int(guard.would_archive),
         "synced": dg.MetadataValue.int(guard.synced),
         "archive_fraction": dg.MetadataValue.float(guard.archive_fraction),

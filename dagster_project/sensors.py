@@ -1,40 +1,72 @@
-"""The run-failure sensor: says which sync failed and with what counts, where people look.
+"""The run-failure sensor: says which sync failed, how many records and why, where people look.
 
-It reports in the sensor's log and as an observation on ``kizen/<sync>`` (so the failure is in
-that asset's event history next to its materializations), and notifies nobody outside
-Dagster: alerting channels are a deployment choice, added on top of this sensor.
+Its message names the sync, the run, the counts (failed of planned, or the guard's numbers)
+and the top failure reasons with their source keys. It goes to the sensor's log, and to an
+alert channel when one is configured: the environment variable ``KIZEN_SYNC_ALERT_WEBHOOK``
+holds a webhook URL (a Slack incoming webhook, or anything that accepts ``{"text": ...}`` as
+JSON). The URL is a secret and is never logged. The failed run has
+already recorded its outcome on the sync's asset (an observation with the open failures), so
+the sensor adds no event of its own.
 """
 
-from collections.abc import Sequence
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import dagster as dg
+import httpx
 
-from dagster_project.assets import SyncAssets, asset_keys
+from dagster_project.assets import SyncAssets
 from kizen_sync.models import RunCounts
 
-__all__ = ["REPORTED_KEYS", "build_failure_sensor"]
+__all__ = ["ALERT_WEBHOOK_ENV", "build_failure_sensor", "failure_message", "send_alert"]
 
-#: Failure metadata copied onto the observation (counts of a run, numbers of a guard).
-REPORTED_KEYS = (
-    *RunCounts.names(),
-    "planned",
-    "failure_rate",
-    "would_archive",
-    "synced",
-    "error_class",
-    "summary",
-)
+#: Environment variable holding the webhook URL failures are posted to (optional).
+ALERT_WEBHOOK_ENV = "KIZEN_SYNC_ALERT_WEBHOOK"
+_ALERT_TIMEOUT_S = 10.0
 
 
-def _step_owners(all_assets: Sequence[SyncAssets]) -> dict[str, tuple[str, dg.AssetKey]]:
-    """Step key -> (sync name, key of the sync's records asset)."""
-    owners: dict[str, tuple[str, dg.AssetKey]] = {}
-    for assets in all_assets:
-        records_key = asset_keys(assets.sync)[1]
-        for definition in (assets.plan, assets.apply, assets.backfill):
-            owners[definition.op.name] = (assets.sync.name, records_key)
-    return owners
+def _value(metadata: Mapping[str, Any], key: str) -> Any:
+    entry = metadata.get(key)
+    return getattr(entry, "value", entry)
+
+
+def failure_message(sync: str, run_id: str, reason: str, metadata: Mapping[str, Any]) -> str:
+    """One alert: which sync, which run, the counts or the guard's numbers, and the reasons."""
+    lines = [f"kizen-sync: sync `{sync}` failed (run {run_id[:8]})."]
+    failed, planned = _value(metadata, "failed"), _value(metadata, "planned")
+    if failed is not None and planned is not None:
+        counts = ", ".join(
+            f"{name} {_value(metadata, name)}"
+            for name in RunCounts.names()
+            if name != "failed" and _value(metadata, name) is not None
+        )
+        lines.append(f"{failed} of {planned} records failed" + (f" ({counts})." if counts else "."))
+    would, synced = _value(metadata, "would_archive"), _value(metadata, "synced")
+    if would is not None and synced is not None:
+        lines.append(f"Stopped by the mass-archive guard: {would} of {synced} would be archived.")
+    lines.append(f"Why: {reason.strip()}")
+    top = _value(metadata, "top_reasons")
+    if top and "Top reasons" not in reason:
+        lines.append(f"Top reasons:\n{top}")
+    return "\n".join(lines)
+
+
+def send_alert(url: str, text: str) -> None:
+    """POST ``{"text": text}`` to a webhook; raises ``httpx.HTTPError`` when it refuses."""
+    response = httpx.post(url, json={"text": text}, timeout=_ALERT_TIMEOUT_S)
+    response.raise_for_status()
+
+
+def _step_owners(all_assets: Sequence[SyncAssets]) -> dict[str, str]:
+    """Step key -> sync name."""
+    return {
+        definition.op.name: assets.sync.name
+        for assets in all_assets
+        for definition in (assets.plan, assets.apply, assets.backfill)
+    }
 
 
 def build_failure_sensor(all_assets: Sequence[SyncAssets]) -> dg.SensorDefinition:
@@ -44,48 +76,39 @@ def build_failure_sensor(all_assets: Sequence[SyncAssets]) -> dg.SensorDefinitio
     @dg.run_failure_sensor(
         name="kizen_sync_run_failures",
         description=(
-            "Reports every failed kizen-sync run: which sync, why, and the run's counts, in "
-            "the sensor log and as an observation on the sync's `kizen/<sync>` asset."
+            "Reports every failed kizen-sync run: which sync, how many records failed and "
+            "why, with the top reasons, in the sensor log and, when the environment variable "
+            f"{ALERT_WEBHOOK_ENV} holds a webhook URL (e.g. a Slack incoming webhook), as an "
+            "alert. Running by default."
         ),
         default_status=dg.DefaultSensorStatus.RUNNING,
     )
-    def kizen_sync_run_failures(
-        context: dg.RunFailureSensorContext,
-    ) -> dg.SensorResult | dg.SkipReason:
+    def kizen_sync_run_failures(context: dg.RunFailureSensorContext) -> dg.SkipReason | None:
         run_id = context.dagster_run.run_id
-        observations = []
+        messages = []
         for event in context.get_step_failure_events():
-            owner = owners.get(event.step_key or "")
-            if owner is None:
+            sync_name = owners.get(event.step_key or "")
+            if sync_name is None:
                 continue
-            sync_name, records_key = owner
             failure = event.step_failure_data
             user = failure.user_failure_data
             reason = (user.description if user else None) or (
                 failure.error.message if failure.error else "unknown error"
             )
-            details: dict[str, Any] = {
-                k: v for k, v in (user.metadata if user else {}).items() if k in REPORTED_KEYS
-            }
-            context.log.error(
-                f"kizen-sync {sync_name} failed in run {run_id} (step {event.step_key}): "
-                f"{reason.strip()}"
+            messages.append(
+                failure_message(sync_name, run_id, reason, user.metadata if user else {})
             )
-            observations.append(
-                dg.AssetObservation(
-                    asset_key=records_key,
-                    description=f"Run {run_id} failed: {reason.strip()}",
-                    metadata={
-                        "sync": sync_name,
-                        "failed_run_id": run_id,
-                        "failed_step": event.step_key,
-                        "reason": reason.strip(),
-                        **details,
-                    },
-                )
-            )
-        if not observations:
+        if not messages:
             return dg.SkipReason(f"run {run_id} failed outside any kizen-sync step")
-        return dg.SensorResult(asset_events=observations)
+        text = "\n\n".join(messages)
+        context.log.error(text)
+        url = os.environ.get(ALERT_WEBHOOK_ENV)
+        if url:
+            try:
+                send_alert(url, text)
+            except httpx.HTTPError as error:
+                # The URL is a secret: name the variable, never the value.
+                context.log.error(f"alert to ${ALERT_WEBHOOK_ENV} failed: {type(error).__name__}")
+        return None
 
     return kizen_sync_run_failures

@@ -14,6 +14,7 @@ import dagster as dg
 from kizen_sync.errors import ConfigError, ConfigProblem
 
 __all__ = [
+    "BACKFILL_POLICIES",
     "BACKFILL_POLICY_ENV",
     "DEFAULT_SYNC_FILE",
     "SYNC_FILE_ENV",
@@ -27,7 +28,7 @@ DEFAULT_SYNC_FILE = Path(".demo/syncs.yaml")
 #: ``multi_run`` (default: one run per partition) or ``single_run`` (one run for a backfill).
 BACKFILL_POLICY_ENV = "KIZEN_SYNC_BACKFILL_POLICY"
 
-_POLICIES: dict[str, dg.BackfillPolicy | None] = {
+BACKFILL_POLICIES: dict[str, dg.BackfillPolicy | None] = {
     # One partition per run: a failed slice is retried alone and never holds up the others,
     # which suits a rate-limited API best. None *is* Dagster's multi_run(1); spelling it out
     # would only add Dagster's beta warning for the `backfill_policy` parameter.
@@ -68,9 +69,9 @@ def backfill_policy_from_env() -> dg.BackfillPolicy | None:
         ConfigError: an unknown policy name, listing the known ones.
     """
     name = os.environ.get(BACKFILL_POLICY_ENV, "multi_run")
-    if name not in _POLICIES:
-        known = ", ".join(_POLICIES)
+    if name not in BACKFILL_POLICIES:
+        known = ", ".join(BACKFILL_POLICIES)
         raise ConfigError(
             [ConfigProblem(BACKFILL_POLICY_ENV, f"unknown policy {name!r} (use one of: {known})")]
         )
-    return _POLICIES[name]
+    return BACKFILL_POLICIES[name]

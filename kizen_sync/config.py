@@ -217,6 +217,32 @@ class SourceConfig(_Model):
     soft_delete_column: str | None = Field(
         default=None, description="Truthy means: archive this record."
     )
+    asset_key: str | None = Field(
+        default=None,
+        description="Dagster asset key of the source, '/'-separated (default: the table's "
+        "name, 'schema/table' for a qualified one; none for a query). Dagster only.",
+    )
+    dbt_model: str | None = Field(
+        default=None,
+        description="Name of the dbt model that builds the source; with a dbt manifest the "
+        "key comes from it (dagster-dbt's naming). Dagster only.",
+    )
+
+    @field_validator("asset_key")
+    @classmethod
+    def _asset_key_ok(cls, v: str | None) -> str | None:
+        if v is not None:
+            parts = v.split("/")
+            if not all(re.match(r"^[A-Za-z0-9_-]+$", p) for p in parts):
+                raise ValueError(
+                    f"asset_key {v!r} must be '/'-separated parts of letters, digits, _ and -"
+                )
+        return v
+
+    @field_validator("dbt_model")
+    @classmethod
+    def _dbt_model_ok(cls, v: str | None) -> str | None:
+        return None if v is None else _identifier(v, "dbt model")
 
     @field_validator("table")
     @classmethod
@@ -289,7 +315,9 @@ class PartitionConfig(_Model):
 
     granularity: Literal["hourly", "daily", "weekly", "monthly"] = "daily"
     start: str | None = Field(
-        default=None, description="First partition (ISO date); default 2024-01-01."
+        default=None,
+        description="Earliest partition offered (ISO date); default: the first window that "
+        "holds rows, as recorded by the sync's runs.",
     )
     timezone: str = "UTC"
     buckets: int = Field(
@@ -385,8 +413,9 @@ class SyncConfig(_Model):
     description: str | None = None
     group: str = "kizen"
     owners: list[str] = Field(default_factory=list)
-    schedule: str = Field(
-        default="0 * * * *", description="Cron for the scheduled incremental sync."
+    schedule: str | None = Field(
+        default=None,
+        description="Cron of the scheduled incremental sync; none: no schedule (run on demand).",
     )
     source: SourceConfig
     identity: IdentityConfig
@@ -416,8 +445,8 @@ class SyncConfig(_Model):
 
     @field_validator("schedule")
     @classmethod
-    def _schedule_ok(cls, v: str) -> str:
-        if len(v.split()) != 5:
+    def _schedule_ok(cls, v: str | None) -> str | None:
+        if v is not None and len(v.split()) != 5:
             raise ValueError(f"schedule {v!r} must be a cron expression with 5 fields")
         return v
 

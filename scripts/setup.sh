@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 PYTHON="${PYTHON:-python3}"
 VENV=.venv
 STAMP="$VENV/.kizen-sync-installed"
-EXTRAS="${KIZEN_SYNC_EXTRAS:-emulator,postgres,dagster,celery,k8s,dev,bench}"
+EXTRAS="${KIZEN_SYNC_EXTRAS:-emulator,postgres,dagster,dbt,celery,k8s,dev,bench}"
 
 if [ -f "$STAMP" ] && [ "$STAMP" -nt pyproject.toml ] && [ -x "$VENV/bin/kizen-sync" ]; then
   exit 0

@@ -80,9 +80,19 @@ def materializations(result: dg.ExecuteInProcessResult, key: str) -> list[dg.Ass
     ]
 
 
-def metadata_values(materialization: dg.AssetMaterialization) -> dict[str, Any]:
-    """Plain values of a materialization's metadata."""
-    return {k: getattr(v, "value", v) for k, v in materialization.metadata.items()}
+def observations(result: dg.ExecuteInProcessResult, key: str) -> list[dg.AssetObservation]:
+    asset_key = dg.AssetKey.from_user_string(key)
+    return [
+        event.asset_observation_data.asset_observation
+        for event in result.all_events
+        if event.is_asset_observation
+        and event.asset_observation_data.asset_observation.asset_key == asset_key
+    ]
+
+
+def metadata_values(event: dg.AssetMaterialization | dg.AssetObservation) -> dict[str, Any]:
+    """Plain values of a materialization's or an observation's metadata."""
+    return {k: getattr(v, "value", v) for k, v in event.metadata.items()}
 
 
 def checks(result: dg.ExecuteInProcessResult) -> dict[str, dg.AssetCheckEvaluation]:

@@ -2,8 +2,15 @@
 
 from __future__ import annotations
 
+import json
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, HTTPServer
+from typing import Any
+
 import dagster as dg
-from dagster_world import Project, checks, materializations, metadata_values
+import pytest
+from dagster_world import Project, checks, materializations, metadata_values, observations
 
 BREAK_ROW_7 = "UPDATE crm_contacts SET email = 'dennis.r(at)example' WHERE contact_id = 7"
 
@@ -70,34 +77,111 @@ def test_failed_record_is_shown_flagged_when_stuck_and_retried_alone(project: Pr
     assert checks(retried)["contacts_failures_left_open"].passed
 
 
-def test_failure_sensor_reports_the_sync_and_its_counts(project: Project) -> None:
+def test_a_failed_run_leaves_its_failures_on_the_asset(project: Project) -> None:
     project.sql(BREAK_ROW_7)
     defs = project.definitions()  # failure_threshold 0: one failed record fails the run
 
     result = project.run_job(defs, "contacts_sync")
 
     assert not result.success
+    # Nothing materialized (the run failed) but the asset's event history has the outcome.
+    assert materializations(result, "kizen/contacts") == []
+    [observed] = observations(result, "kizen/contacts")
+    values = metadata_values(observed)
+    assert values["run_outcome"] == "failed"
+    assert (values["created"], values["failed"], values["dagster/row_count"]) == (24, 1, 24)
+    [group] = values["failure_reasons"].records
+    assert group.data["reason"].startswith("MappingError · email: ")
+    assert (group.data["records"], group.data["source_keys"]) == (1, "7")
+    assert "dennis.r(at)example" in group.data["example"]
+    [row] = values["open_failures"].records
+    assert (row.data["source_key"], row.data["reason"]) == ("7", group.data["reason"])
+    assert f"kizen-sync retry --config {project.workdir / 'syncs.yaml'}" in values["retry"]
+    assert "contacts_retry_failed" in values["retry"]
+    assert "24 of 25 planned records written" in values["summary"]
+    rate = checks(result)["contacts_failure_rate"]
+    assert not rate.passed
+    assert rate.severity == dg.AssetCheckSeverity.ERROR
+    assert rate.metadata["failure_reasons"].value.records[0].data["source_keys"] == "7"
     failure = result.get_step_failure_events()[0].step_failure_data.user_failure_data
     assert failure is not None
     assert failure.metadata["failed"].value == 1
     assert "failure_threshold" in (failure.description or "")
+    assert "Top reasons:\n1 x MappingError · email" in (failure.description or "")
+
+
+@pytest.fixture
+def webhook() -> Iterator[list[dict[str, Any]]]:
+    """A webhook receiver on loopback: the JSON bodies it was sent."""
+    received: list[dict[str, Any]] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            length = int(self.headers["Content-Length"])
+            received.append(json.loads(self.rfile.read(length)))
+            self.send_response(200)
+            self.end_headers()
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = HTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    server.received = received  # type: ignore[attr-defined]
+    server.url = f"http://127.0.0.1:{server.server_port}/hook"  # type: ignore[attr-defined]
+    yield server  # type: ignore[misc]
+    server.shutdown()
+    server.server_close()
+
+
+def test_failure_sensor_says_which_sync_how_many_and_why(
+    project: Project, webhook: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    project.sql(BREAK_ROW_7)
+    defs = project.definitions()
+    result = project.run_job(defs, "contacts_sync")
+    assert not result.success
+    monkeypatch.setenv("KIZEN_SYNC_ALERT_WEBHOOK", webhook.url)
     context = dg.build_run_status_sensor_context(
         sensor_name="kizen_sync_run_failures",
         dagster_event=result.get_run_failure_event(),
         dagster_instance=project.instance,
         dagster_run=result.dagster_run,
     ).for_run_failure()
-    sensor = defs.resolve_sensor_def("kizen_sync_run_failures")
 
-    reported = sensor(context)
+    defs.resolve_sensor_def("kizen_sync_run_failures")(context)
 
-    assert isinstance(reported, dg.SensorResult)
-    [observation] = reported.asset_events
-    assert observation.asset_key == dg.AssetKey(["kizen", "contacts"])
-    values = {k: getattr(v, "value", v) for k, v in observation.metadata.items()}
-    assert values["sync"] == "contacts"
-    assert values["failed_run_id"] == result.run_id
-    assert (values["created"], values["failed"]) == (24, 1)
+    [alert] = webhook.received
+    text = alert["text"]
+    assert f"sync `contacts` failed (run {result.run_id[:8]})" in text
+    assert "1 of 25 records failed (created 24, updated 0, archived 0, unchanged 0)" in text
+    assert "failure_threshold" in text
+    assert "1 x MappingError · email" in text
+    assert "source keys 7" in text
+    assert webhook.url not in text
+
+
+def test_failure_sensor_explains_a_guard_stop(
+    project: Project, webhook: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    defs = project.definitions()
+    assert project.run_job(defs, "contacts_sync").success
+    project.sql("DELETE FROM crm_contacts WHERE contact_id > 5")
+    result = project.run_job(defs, "contacts_sync")
+    monkeypatch.setenv("KIZEN_SYNC_ALERT_WEBHOOK", webhook.url)
+    context = dg.build_run_status_sensor_context(
+        sensor_name="kizen_sync_run_failures",
+        dagster_event=result.get_run_failure_event(),
+        dagster_instance=project.instance,
+        dagster_run=result.dagster_run,
+    ).for_run_failure()
+
+    defs.resolve_sensor_def("kizen_sync_run_failures")(context)
+
+    [alert] = webhook.received
+    assert "Stopped by the mass-archive guard: 20 of 25 would be archived." in alert["text"]
+    assert "DagsterAssetCheckFailedError" not in alert["text"]
 
 
 def test_run_config_include_parked_sends_parked_rows_again_without_failing(

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dagster_world import Project, checks, materializations, metadata_values
+import dagster as dg
+from dagster_world import Project, checks, materializations, metadata_values, observations
 
 
 def test_scheduled_sync_creates_then_sends_nothing(project: Project) -> None:
@@ -42,14 +43,37 @@ def test_scheduled_sync_creates_then_sends_nothing(project: Project) -> None:
     assert project.writes() == writes
 
 
+def test_partitions_are_the_windows_that_hold_rows(project: Project) -> None:
+    defs = project.definitions()
+    assert project.instance.get_dynamic_partitions("contacts_daily") == []
+
+    planned = project.materialize(defs, "kizen/contacts_plan")
+
+    assert planned.success
+    # The demo rows were last updated on 12 days in March 2024: those, and only those.
+    days = project.instance.get_dynamic_partitions("contacts_daily")
+    assert days == [f"2024-03-{d:02d}" for d in range(1, 13)]
+    plan = metadata_values(materializations(planned, "kizen/contacts_plan")[0])
+    assert plan["partitions_with_rows"] == 12
+    assert plan["partitions_span"] == "2024-03-01 ... 2024-03-12"
+
+    # A run that moves rows to a new day adds that day; nothing is ever queried at load time.
+    project.sql("UPDATE crm_contacts SET updated_at = '2024-04-02 08:00:00' WHERE contact_id = 1")
+    assert project.run_job(defs, "contacts_sync").success
+    assert project.instance.get_dynamic_partitions("contacts_daily")[-1] == "2024-04-02"
+
+
 def test_backfill_resyncs_exactly_the_rows_of_two_partitions(project: Project) -> None:
     defs = project.definitions()
+    assert project.materialize(defs, "kizen/contacts_plan").success  # records the partitions
 
-    for day in ("2024-03-01", "2024-03-02"):
+    for day, rows in (("2024-03-01", 3), ("2024-03-02", 2)):
         result = project.materialize(defs, "kizen/contacts_backfill", partition_key=day)
         assert result.success
         applied = metadata_values(materializations(result, "kizen/contacts_backfill")[0])
         assert applied["partition"] == day
+        assert applied["partition_rows"] == rows
+        assert applied["created"] == rows
 
     tagged = {(row["partition_key"], row["source_key"]) for row in project.audit_rows()}
     assert tagged == {
@@ -62,7 +86,21 @@ def test_backfill_resyncs_exactly_the_rows_of_two_partitions(project: Project) -
     assert len(project.emulator.records("client_client")) == 5
 
 
-def test_mass_archive_guard_blocks_before_any_delete(project: Project) -> None:
+def test_a_partition_that_lost_its_rows_says_it_is_empty(project: Project) -> None:
+    defs = project.definitions()
+    assert project.run_job(defs, "contacts_sync").success
+    project.sql("UPDATE crm_contacts SET updated_at = '2024-03-05 12:00:00' WHERE contact_id = 4")
+    project.sql("UPDATE crm_contacts SET updated_at = '2024-03-05 12:00:00' WHERE contact_id = 5")
+
+    result = project.materialize(defs, "kizen/contacts_backfill", partition_key="2024-03-02")
+
+    assert result.success
+    applied = metadata_values(materializations(result, "kizen/contacts_backfill")[0])
+    assert applied["partition_rows"] == 0
+    assert "holds no rows" in applied["empty"]
+
+
+def test_mass_archive_guard_stops_before_any_delete(project: Project) -> None:
     defs = project.definitions()
     assert project.run_job(defs, "contacts_sync").success
     project.sql("DELETE FROM crm_contacts WHERE contact_id > 5")
@@ -70,21 +108,26 @@ def test_mass_archive_guard_blocks_before_any_delete(project: Project) -> None:
     blocked = project.run_job(defs, "contacts_sync")
 
     assert not blocked.success
-    guard = checks(blocked)["contacts_mass_archive_guard"]
+    evaluations = checks(blocked)
+    guard = evaluations["contacts_mass_archive_guard"]
     assert not guard.passed
+    assert guard.severity == dg.AssetCheckSeverity.ERROR
     numbers = {k: v.value for k, v in guard.metadata.items()}
     assert numbers["would_archive"] == 20
     assert numbers["synced"] == 25
     assert numbers["max_archive_fraction"] == 0.1
+    # The records step ran, stopped before its first write, and evaluated its own checks:
+    # none is left "execution failed" in the UI.
     assert materializations(blocked, "kizen/contacts") == []
-    skipped = blocked.filter_events(lambda e: e.step_key == "kizen__contacts")
-    assert not any(e.is_step_start for e in skipped)
-
-    # Materializing the records asset alone (no plan) is stopped by the runner's own guard.
-    direct = project.materialize(defs, "kizen/contacts")
-
-    assert not direct.success
-    failure = direct.get_step_failure_events()[0].step_failure_data.user_failure_data
+    rate = evaluations["contacts_failure_rate"]
+    assert rate.passed
+    assert "No record was sent" in (rate.description or "")
+    assert evaluations["contacts_failures_left_open"].passed
+    [observed] = observations(blocked, "kizen/contacts")
+    values = metadata_values(observed)
+    assert values["run_outcome"] == "stopped"
+    assert (values["would_archive"], values["synced"]) == (20, 25)
+    failure = blocked.get_step_failure_events()[0].step_failure_data.user_failure_data
     assert failure is not None
     assert "would archive 20 of 25" in (failure.description or "")
     assert project.emulator.request_log.total(method="DELETE") == 0

@@ -136,6 +136,10 @@ class Dialect:
         """A time partition's bound as compared with :meth:`cursor_value`."""
         return value
 
+    def cursor_hour(self, col: ColumnElement[Any]) -> ColumnElement[Any]:
+        """The hour a cursor value falls in (to count rows per time window)."""
+        return func.date_trunc("hour", col)
+
     def isolate(self, query: Select[Any]) -> Select[Any]:
         """``query`` as a subquery the planner must not flatten into the outer joins."""
         return query

@@ -161,6 +161,10 @@ class SqliteDialect(Dialect):
         """The bound as naive UTC text through the same ``datetime()``."""
         return func.datetime(bindparam(None, _naive_utc_text(value), type_=Text))
 
+    def cursor_hour(self, col: ColumnElement[Any]) -> ColumnElement[Any]:
+        """The hour as naive UTC text, ``YYYY-MM-DD HH:00:00``."""
+        return func.strftime("%Y-%m-%d %H:00:00", func.datetime(col))
+
     def isolate(self, query: Select[Any]) -> Select[Any]:
         """``LIMIT -1`` (no limit) keeps SQLite from flattening the subquery into the join,
         which would paste the fingerprint call into every predicate that reads it.
