@@ -155,7 +155,7 @@ def test_failure_sensor_says_which_sync_how_many_and_why(
     [alert] = webhook.received
     text = alert["text"]
     assert f"sync `contacts` failed (run {result.run_id[:8]})" in text
-    assert "1 of 25 records failed (created 24, updated 0, archived 0, unchanged 0)" in text
+    assert "1 of 25 records failed (created 24, updated 0, archived 0, unchanged 0, noop 0)" in text
     assert "failure_threshold" in text
     assert "1 x MappingError · email" in text
     assert "source keys 7" in text
