@@ -5,7 +5,11 @@ from pydantic import Field
 
 from kizen_sync.models import Partition, RunOptions
 
-__all__ = ["BackfillRunConfig", "SyncRunConfig"]
+__all__ = ["BACKFILL_LEASE_WAIT_S", "BackfillRunConfig", "SyncRunConfig"]
+
+#: A backfill launches its partitions as runs at the same time, while the warehouse lease lets
+#: one run per sync write: each partition waits its turn (bounded) instead of failing.
+BACKFILL_LEASE_WAIT_S = 1800.0
 
 
 class SyncRunConfig(dg.Config):
@@ -55,6 +59,12 @@ class BackfillRunConfig(dg.Config):
     max_records: int | None = Field(
         default=None, ge=1, description="Cap on records written per partition; the rest wait."
     )
+    lease_wait_s: float = Field(
+        default=BACKFILL_LEASE_WAIT_S,
+        ge=0,
+        description="How long a partition waits for another run of the same sync (its sibling "
+        "partitions run at the same time) before it stops; one run per sync holds the lease.",
+    )
 
     def options(self, run_id: str, partition: Partition) -> RunOptions:
         """Full-refresh options for one partition, audit rows tagged with its key."""
@@ -64,4 +74,5 @@ class BackfillRunConfig(dg.Config):
             max_records=self.max_records,
             partition=partition,
             run_id=run_id,
+            lease_wait_s=self.lease_wait_s,
         )
