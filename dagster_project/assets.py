@@ -226,7 +226,7 @@ class _Builder:
             context: dg.AssetExecutionContext, warehouse: WarehouseResource, kizen: KizenResource
         ) -> dg.MaterializeResult:
             options = RunOptions(dry_run=True, run_id=context.run_id)
-            with open_runner(project, warehouse, kizen, context.log) as runner:
+            with open_runner(project, warehouse, kizen, context.log, self.sync_file) as runner:
                 try:
                     guard = runner.check_guards(sync.name, options)
                     report = runner.plan(sync.name, options)
@@ -263,7 +263,7 @@ class _Builder:
             warehouse: WarehouseResource,
             kizen: KizenResource,
         ) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult | dg.AssetObservation]:
-            with open_runner(project, warehouse, kizen, context.log) as runner:
+            with open_runner(project, warehouse, kizen, context.log, self.sync_file) as runner:
                 try:
                     report = runner.run(sync.name, config.options(context.run_id))
                 except FatalError as error:
@@ -293,7 +293,7 @@ class _Builder:
             kizen: KizenResource,
         ) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult | dg.AssetObservation]:
             keys = context.partition_keys
-            with open_runner(project, warehouse, kizen, context.log) as runner:
+            with open_runner(project, warehouse, kizen, context.log, self.sync_file) as runner:
                 reports = []
                 for key in keys:
                     # The audit run id is the Dagster run id; a run over several partitions

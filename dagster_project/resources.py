@@ -94,12 +94,19 @@ def open_runner(
     warehouse: WarehouseResource,
     kizen: KizenResource,
     log: logging.Logger,
+    config_path: str | None = None,
 ) -> Iterator[SyncRunner]:
-    """A :class:`SyncRunner` for ``project`` over the resources' warehouse and Kizen settings."""
+    """A :class:`SyncRunner` for ``project`` over the resources' warehouse and Kizen settings
+    (``config_path``: the sync file, named in the commands messages suggest).
+    """
     with (
         warehouse.get_warehouse() as wh,
         SyncRunner(
-            project, client_settings=kizen.get_client_settings(), warehouse=wh, log=log
+            project,
+            client_settings=kizen.get_client_settings(),
+            warehouse=wh,
+            log=log,
+            config_path=config_path,
         ) as runner,
     ):
         yield runner

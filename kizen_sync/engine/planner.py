@@ -5,8 +5,10 @@ The plan decides *what* to send; the executor only sends it. Decisions made here
 - **Only changed fields.** Each mapped column is coerced to its canonical value and compared
   with the values Kizen last confirmed (``StateRow.values``); only fields that differ become
   request entries. A row whose fingerprint moved for a formatting reason (``1.50`` -> ``1.5``)
-  therefore plans a NOOP that refreshes the state without a request. NEW rows, restores, a
-  changed record id and ``full_refresh`` send every field.
+  therefore plans a NOOP that refreshes the state without a request. NEW rows, restores and a
+  changed record id send every field. ``full_refresh`` (backfills) compares every row, even
+  one whose fingerprint did not move, field by field with what Kizen last confirmed, and sends
+  only the fields that differ; its mirror-mode fields are compared with Kizen itself.
 - **NULL** follows ``FieldMapping.null``: ``clear`` sends ``{"value": null}`` (for a managed
   multi-valued field: ``remove_values`` of everything we synced before), ``leave`` sends nothing
   and keeps the previous value in ``new_values``.
@@ -50,8 +52,9 @@ from kizen_sync.schema import FieldSchema, ObjectSchema
 __all__ = ["WITHHELD", "field_address", "plan_row", "set_diff"]
 
 #: How a field is compared: ``create`` sends every non-null value as ``value``; ``all`` sends
-#: every field (managed sets as add/remove); ``diff`` sends only what changed.
-_Mode = Literal["create", "all", "diff"]
+#: every field (managed sets as add/remove); ``diff`` sends only what changed; ``refresh`` is
+#: ``diff`` with every mirror-mode field handed to the executor, which reads Kizen's values.
+_Mode = Literal["create", "all", "diff", "refresh"]
 
 
 class _Missing:
@@ -195,10 +198,11 @@ def _plan_scalar(draft: _Draft, col: _Column, old: Any, mode: _Mode) -> None:
         draft.new_values[name] = before
         return
     draft.new_values[name] = new
+    compared = mode in ("diff", "refresh")
     if new is None:
-        send = mode == "all" or (mode == "diff" and old is not None)
+        send = mode == "all" or (compared and old is not None)
     else:
-        send = mode != "diff" or old != new
+        send = not compared or old != new
     if send:
         draft.entries.append({**draft.address(col), "value": mapping.to_wire(col.field, new)})
         draft.changes.append(FieldChange(field=name, before=before, after=new))
@@ -221,7 +225,7 @@ def _plan_multi(draft: _Draft, col: _Column, old: Any, mode: _Mode) -> None:
             draft.changes.append(FieldChange(field=name, after=new, add=tuple(desired)))
         return
     if col.spec.multi_mode == "mirror":
-        if mode == "all" or (old is _MISSING or (old or []) != desired):
+        if mode in ("all", "refresh") or (old is _MISSING or (old or []) != desired):
             draft.mirror[name] = tuple(desired)
             draft.changes.append(FieldChange(field=name, before=before, after=new, mirror=True))
         return
@@ -321,7 +325,9 @@ def plan_row(
         change: the row as the warehouse diff found it, with its confirmed state.
         sync: the sync's mappings, identity, mode and delete policy.
         schema: the target object's schema (field types, options, ids).
-        full_refresh: send every mapped field, not only the changed ones.
+        full_refresh: compare every field with the confirmed state even when the row's
+            fingerprint did not move (mirror fields with Kizen itself); still only what
+            differs is sent.
         tags: for dynamic-tag fields, field API name -> tag label -> tag id.
         related: for relationship fields, field API name -> identifier of a related record
             (name; e-mail for contacts) -> its id, as looked up for this run.
@@ -368,8 +374,16 @@ def plan_row(
         return _failed(change, errors, kizen_id)
     restore = state is not None and state.archived and not create
     switched = remembered is not None and kizen_id != remembered
-    send_all = full_refresh or change.kind is ChangeKind.NEW or state is None or restore or lookup
-    mode: _Mode = "create" if create else "all" if send_all or switched else "diff"
+    send_all = change.kind is ChangeKind.NEW or state is None or restore or lookup
+    mode: _Mode = (
+        "create"
+        if create
+        else "all"
+        if send_all or switched
+        else "refresh"
+        if full_refresh
+        else "diff"
+    )
     previous = state.values if state is not None and not switched else {}
     draft = _plan_fields(columns, previous, mode, by_id=create and schema.is_contacts)
     if create:

@@ -211,6 +211,8 @@ class SyncRunner:
         warehouse: an existing warehouse; default one built from ``config.warehouse``.
         progress: called ``(sync_name, done, total)`` after each applied record.
         log: logger for run summaries and per-record debug lines.
+        config_path: the sync file this config was read from, named in the commands that
+            messages suggest (``kizen-sync failures --config ...``).
     """
 
     def __init__(
@@ -222,8 +224,10 @@ class SyncRunner:
         warehouse: Warehouse | None = None,
         progress: Progress | None = None,
         log: logging.Logger | None = None,
+        config_path: str | Path | None = None,
     ) -> None:
         self.config = config
+        self.config_path = config_path
         self._settings = client_settings
         self.transport = transport
         self._owns_warehouse = warehouse is None
@@ -241,7 +245,7 @@ class SyncRunner:
     @classmethod
     def from_file(cls, path: str | Path, **kwargs: Any) -> SyncRunner:
         """A runner for the sync file at ``path`` (ConfigError names every bad key)."""
-        return cls(load_config(path), **kwargs)
+        return cls(load_config(path), config_path=path, **kwargs)
 
     def __enter__(self) -> SyncRunner:
         return self
@@ -258,6 +262,11 @@ class SyncRunner:
         """Release the warehouse connections when this runner created them."""
         if self._owns_warehouse:
             self.warehouse.dispose()
+
+    @property
+    def _config_option(self) -> str:
+        """`` --config <file>`` for commands shown to people, when the file is known."""
+        return f" --config {self.config_path}" if self.config_path else ""
 
     @property
     def client_settings(self) -> ClientSettings:
@@ -442,7 +451,7 @@ class SyncRunner:
             report.message = (
                 f"{report.new_failures} of {report.planned} records failed ({rate:.0%}), more "
                 f"than failure_threshold {sync.failure_threshold:.0%}; "
-                f"see `kizen-sync failures --sync {sync.name}`"
+                f"see `kizen-sync failures{self._config_option} --sync {sync.name}`"
             )
         else:
             report.status = "success"
@@ -551,6 +560,13 @@ class SyncRunner:
                         parked.add(change.source_key)
                     continue
                 op = ops[id(change)]
+                if options.full_refresh and _same_fingerprint(change):
+                    if op.op is Operation.NOOP and not op.forgets_state:
+                        # Compared field by field and equal to what Kizen confirmed: the row
+                        # is unchanged (tallied so), with nothing to send or to record.
+                        continue
+                    if tally is not None:
+                        tally.rewritten += 1
                 writes += op.op is not Operation.NOOP
                 yield op
         if tally is not None:
@@ -767,6 +783,18 @@ class SyncRunner:
             stream = resolve(self._iter_ops(scope, kizen, options))
             ops = budget.admit_async(_in_thread(stream))
         return await executor.apply(ops, total=plan.total)
+
+
+def _same_fingerprint(change: ChangedRow) -> bool:
+    """A live confirmed row whose fingerprint did not move (a full refresh streams those too)."""
+    state = change.state
+    return (
+        change.kind is ChangeKind.CHANGED
+        and state is not None
+        and not state.archived
+        and state.fingerprint is not None
+        and state.fingerprint == change.fingerprint
+    )
 
 
 async def _in_thread(iterator: Iterator[PlannedOp], batch: int = 256) -> AsyncIterator[PlannedOp]:

@@ -116,6 +116,9 @@ class ChangeTally:
     deleted: int = 0
     parked: int = 0  # rows skipped because they are parked (ChangeKind.PARKED)
     parked_live: int = 0  # ... of which have a live state row (a failed update)
+    #: full refresh: rows whose fingerprint did not move but that still plan a write or a
+    #: failure (compared field by field); the caller counts them, they are not unchanged.
+    rewritten: int = 0
     complete: bool = False
 
     def add(self, change: ChangedRow) -> None:
@@ -135,7 +138,9 @@ class ChangeTally:
 
     def unchanged(self, archive: ArchiveCounts) -> int:
         """Unchanged rows in scope, given the archive counts of the same scope."""
-        return max(0, archive.synced - archive.deleted - self.changed - self.parked_live)
+        return max(
+            0, archive.synced - archive.deleted - self.changed - self.parked_live - self.rewritten
+        )
 
 
 class ChangeDetector:

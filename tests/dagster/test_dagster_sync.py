@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import dagster as dg
 from dagster_world import Project, checks, materializations, metadata_values, observations
 
@@ -84,6 +86,53 @@ def test_backfill_resyncs_exactly_the_rows_of_two_partitions(project: Project) -
         ("2024-03-02", "5"),
     }
     assert len(project.emulator.records("client_client")) == 5
+
+
+def test_a_backfill_sends_only_what_differs_and_its_counts_add_up(project: Project) -> None:
+    defs = project.definitions()
+    assert project.run_job(defs, "contacts_sync").success  # 25 created, partitions recorded
+    # Fixed in place, the cursor untouched: only a backfill of its day would look at it again.
+    project.sql("UPDATE crm_contacts SET first_name = 'Grace B.' WHERE contact_id = 2")
+    writes = project.writes()
+
+    result = project.materialize(defs, "kizen/contacts_backfill", partition_key="2024-03-01")
+
+    assert result.success
+    values = metadata_values(materializations(result, "kizen/contacts_backfill")[0])
+    counts = {
+        k: values[k] for k in ("created", "updated", "archived", "unchanged", "noop", "failed")
+    }
+    assert counts == {
+        "created": 0,
+        "updated": 1,
+        "archived": 0,
+        "unchanged": 2,
+        "noop": 0,
+        "failed": 0,
+    }
+    assert sum(counts.values()) == values["partition_rows"] == 3
+    assert "1 of 1 planned records written" in values["summary"]
+    # One PATCH, carrying only the field that differs; Kizen holds the new name.
+    assert project.writes() == writes + 1
+    [audited] = [r for r in project.audit_rows() if r["run_id"] == result.run_id]
+    assert (audited["source_key"], set(json.loads(audited["changed_fields"]))) == (
+        "2",
+        {"first_name"},
+    )
+    names = {
+        fields["email"]: fields["first_name"]
+        for fields in (
+            {f["name"]: f["value"] for f in record["fields"].values()}
+            for record in project.emulator.records("client_client")
+        )
+    }
+    assert names["grace.hopper@example.com"] == "Grace B."
+
+    # Again: everything in the partition is what Kizen confirmed, nothing is sent.
+    again = project.materialize(defs, "kizen/contacts_backfill", partition_key="2024-03-01")
+    values = metadata_values(materializations(again, "kizen/contacts_backfill")[0])
+    assert (values["unchanged"], values["updated"], values["partition_rows"]) == (3, 0, 3)
+    assert project.writes() == writes + 1
 
 
 def test_a_partition_that_lost_its_rows_says_it_is_empty(project: Project) -> None:

@@ -400,12 +400,24 @@ def test_a_row_that_came_back_after_we_archived_it_is_restored_with_every_field(
     assert by_field(op.entries)["products"] == [{"add_values": sorted([CORE, ANALYTICS])}]
 
 
-def test_full_refresh_sends_every_field_and_re_adds_managed_values() -> None:
-    op = plan(changed({"contacts": [C2, C3]}), full_refresh=True)
+def test_full_refresh_sends_only_what_differs_from_the_confirmed_state() -> None:
+    # A backfill compares every row; a row equal to what Kizen confirmed sends nothing ...
+    assert plan(changed(), full_refresh=True).op is Operation.NOOP
+    # ... and a row with one changed field and one changed set sends exactly those.
+    op = plan(changed({"contacts": [C2, C3], "tier": "silver"}), full_refresh=True)
     fields = by_field(op.entries)
-    assert set(fields) == set(VALUES)
-    assert fields["key_contacts"] == [{"add_values": [C2, C3]}, {"remove_values": [C1]}]
-    assert fields["tier"] == [{"value": {"id": GOLD}}]
+    assert set(fields) == {"key_contacts", "tier"}
+    assert fields["key_contacts"] == [{"add_values": [C3]}, {"remove_values": [C1]}]
+
+
+def test_full_refresh_compares_mirror_fields_with_kizen_itself() -> None:
+    sync = make_sync(fields={"key_contacts": {"multi_mode": "mirror"}})
+    # Nothing changed since the last sync, but Kizen may have drifted: the executor reads it.
+    op = plan(changed(), sync, full_refresh=True)
+    assert op.op is Operation.UPDATE
+    assert op.entries == ()
+    assert op.mirror == {"key_contacts": (C1, C2)}
+    assert plan(changed(), sync).op is Operation.NOOP  # an incremental run trusts the state
 
 
 # --- failures ----------------------------------------------------------------------------------
