@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import dagster as dg
+import pandas as pd
 
 from dagster_project.checks import (
     failure_rate_result,
@@ -44,6 +45,7 @@ from kizen_sync.config import ProjectConfig, SyncConfig
 from kizen_sync.engine.runner import SyncRunner
 from kizen_sync.errors import FatalError
 from kizen_sync.models import RunCounts, RunOptions, RunReport
+from kizen_sync.warehouse.stage import stage_frame
 
 __all__ = ["KIZEN_POOL", "SyncAssets", "build_sync_assets", "sync_specs"]
 
@@ -213,36 +215,69 @@ class _Builder:
         )
         raise dg.Failure(description=error.message, metadata=numbers, allow_retries=False)
 
+    def plan(
+        self,
+        context: dg.AssetExecutionContext,
+        warehouse: WarehouseResource,
+        kizen: KizenResource,
+        frame: pd.DataFrame | None = None,
+    ) -> dg.MaterializeResult:
+        """Stage the DataFrame (a dataframe source), then check the guards and plan."""
+        sync = self.sync
+        options = RunOptions(dry_run=True, run_id=context.run_id)
+        staged: dict[str, Any] = {}
+        with open_runner(self.project, warehouse, kizen, context.log, self.sync_file) as runner:
+            try:
+                if frame is not None:
+                    rows = stage_frame(runner.warehouse, sync, frame)
+                    staged = {"staged_rows": dg.MetadataValue.int(rows)}
+                guard = runner.check_guards(sync.name, options)
+                report = runner.plan(sync.name, options)
+            except FatalError as error:
+                raise dg.Failure(
+                    description=error.message,
+                    metadata=_failure_metadata(sync, error),
+                    allow_retries=False,
+                ) from error
+            extra = self.partitions_metadata(context, runner)
+        return dg.MaterializeResult(
+            metadata={**plan_metadata(report, guard, sync), **staged, **extra},
+            check_results=guard_results(sync, guard),
+        )
+
     def build_plan(self) -> dg.AssetsDefinition:
-        sync, project = self.sync, self.project
+        sync = self.sync
         spec = self.specs["plan"]
+        checks = guard_specs(sync, spec.key)
+        name = spec.key.to_python_identifier()
+        if sync.source.dataframe is None:
+
+            @dg.multi_asset(name=name, specs=[spec], check_specs=checks)
+            def plan(
+                context: dg.AssetExecutionContext,
+                warehouse: WarehouseResource,
+                kizen: KizenResource,
+            ) -> dg.MaterializeResult:
+                return self.plan(context, warehouse, kizen)
+
+            return plan
+
+        # A DataFrame source: its asset is loaded (through its IO manager) and staged here,
+        # the one writer of the staging table; apply and backfill read what the plan staged.
+        frame_key = self.specs["source"].key
 
         @dg.multi_asset(
-            name=spec.key.to_python_identifier(),
-            specs=[spec],
-            check_specs=guard_specs(sync, spec.key),
+            name=name, specs=[spec], check_specs=checks, ins={"frame": dg.AssetIn(key=frame_key)}
         )
-        def plan(
-            context: dg.AssetExecutionContext, warehouse: WarehouseResource, kizen: KizenResource
+        def plan_frame(
+            context: dg.AssetExecutionContext,
+            warehouse: WarehouseResource,
+            kizen: KizenResource,
+            frame: pd.DataFrame,
         ) -> dg.MaterializeResult:
-            options = RunOptions(dry_run=True, run_id=context.run_id)
-            with open_runner(project, warehouse, kizen, context.log, self.sync_file) as runner:
-                try:
-                    guard = runner.check_guards(sync.name, options)
-                    report = runner.plan(sync.name, options)
-                except FatalError as error:
-                    raise dg.Failure(
-                        description=error.message,
-                        metadata=_failure_metadata(sync, error),
-                        allow_retries=False,
-                    ) from error
-                extra = self.partitions_metadata(context, runner)
-            return dg.MaterializeResult(
-                metadata={**plan_metadata(report, guard, sync), **extra},
-                check_results=guard_results(sync, guard),
-            )
+            return self.plan(context, warehouse, kizen, frame)
 
-        return plan
+        return plan_frame
 
     def build_apply(self) -> dg.AssetsDefinition:
         sync, project = self.sync, self.project

@@ -14,7 +14,8 @@ or one of the ``get_*`` methods it calls, to rename keys, regroup, tag or re-own
 
 Lineage: the source is upstream of the plan and of the backfill, the plan upstream of the
 records asset. The source's key is, in order: ``source.asset_key`` from the sync file; the
-key dagster-dbt gives ``source.dbt_model`` in the dbt manifest (when one is given); the table
+key dagster-dbt gives ``source.dbt_model`` in the dbt manifest (when one is given); the
+DataFrame asset named by ``source.dataframe`` (staged into the table by the plan); the table
 name (``schema/table`` for a qualified name). A query source without ``asset_key`` has no
 upstream.
 """
@@ -96,6 +97,8 @@ class KizenSyncTranslator:
     def get_source_asset_key(self, data: KizenSyncTranslatorData) -> dg.AssetKey | None:
         """The key of the asset that feeds the sync, or None (a query without ``asset_key``)."""
         source = data.sync.source
+        if source.dataframe:
+            return dg.AssetKey(source.dataframe.split("/"))
         if source.asset_key:
             return dg.AssetKey(source.asset_key.split("/"))
         if source.dbt_model:
@@ -130,7 +133,12 @@ class KizenSyncTranslator:
         builds that table, a dbt project or a Dagster asset elsewhere, so it is only depended on.
         """
         source = data.sync.source
-        return source.table is not None and not source.asset_key and not source.dbt_model
+        return (
+            source.table is not None
+            and not source.asset_key
+            and not source.dbt_model
+            and not source.dataframe
+        )
 
     def get_deps(self, data: KizenSyncTranslatorData) -> Sequence[dg.AssetKey]:
         """Source -> plan -> records; source -> backfill."""
@@ -182,6 +190,8 @@ class KizenSyncTranslator:
         """A first sentence that tells the assets of a sync apart, then the details."""
         sync = data.sync
         source = f"table `{sync.source.table}`" if sync.source.table else "its SQL query"
+        if sync.source.dataframe:
+            source = f"the DataFrame of `{sync.source.dataframe}` (staged in `{sync.source.table}`)"
         about = f"\n\n{sync.description}" if sync.description else ""
         if data.role == "source":
             return (

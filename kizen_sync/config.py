@@ -228,14 +228,20 @@ class SourceConfig(_Model):
         "key comes from it (dagster-dbt's naming). Dagster only.",
     )
 
-    @field_validator("asset_key")
+    dataframe: str | None = Field(
+        default=None,
+        description="Key ('/'-separated) of a Dagster asset that returns a pandas DataFrame: "
+        "each run stages it into 'table' (replaced) and diffs it there like any table.",
+    )
+
+    @field_validator("asset_key", "dataframe")
     @classmethod
     def _asset_key_ok(cls, v: str | None) -> str | None:
         if v is not None:
             parts = v.split("/")
             if not all(re.match(r"^[A-Za-z0-9_-]+$", p) for p in parts):
                 raise ValueError(
-                    f"asset_key {v!r} must be '/'-separated parts of letters, digits, _ and -"
+                    f"asset key {v!r} must be '/'-separated parts of letters, digits, _ and -"
                 )
         return v
 
@@ -271,6 +277,12 @@ class SourceConfig(_Model):
 
     @model_validator(mode="after")
     def _one_source(self) -> SourceConfig:
+        if self.dataframe is not None and self.table is None:
+            raise ValueError(
+                "a 'dataframe' source needs 'table': the warehouse table it is staged into"
+            )
+        if self.dataframe is not None and (self.asset_key or self.dbt_model):
+            raise ValueError("'dataframe' names the source asset: drop asset_key / dbt_model")
         if (self.table is None) == (self.query is None):
             raise ValueError("give exactly one of 'table' or 'query'")
         if self.query is not None and not self.query.strip().rstrip(";").strip():
