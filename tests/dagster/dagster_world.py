@@ -55,6 +55,16 @@ class Project:
         log = self.emulator.request_log
         return sum(log.total(method=m) for m in ("POST", "PATCH", "PUT", "DELETE"))
 
+    def first_names(self) -> dict[str, Any]:
+        """E-mail -> first name of the live contacts Kizen holds (the emulator's own state)."""
+        names = {}
+        for record in self.emulator.records("client_client"):
+            if record.get("archived"):
+                continue
+            fields = {f["name"]: f["value"] for f in record["fields"].values()}
+            names[fields["email"]] = fields["first_name"]
+        return names
+
     def run_job(self, defs: dg.Definitions, name: str) -> dg.ExecuteInProcessResult:
         return defs.resolve_job_def(name).execute_in_process(
             instance=self.instance, raise_on_error=False

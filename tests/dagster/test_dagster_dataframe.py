@@ -82,13 +82,7 @@ def test_a_dataframe_is_staged_and_synced_like_a_table(project: Project) -> None
     counts = (applied["updated"], applied["archived"], applied["unchanged"], applied["created"])
     assert counts == (1, 1, 23, 0)
     assert project.writes() == writes + 2
-    live = [r for r in project.emulator.records("client_client") if not r.get("archived")]
-    names = {
-        {f["name"]: f["value"] for f in r["fields"].values()}["email"]: {
-            f["name"]: f["value"] for f in r["fields"].values()
-        }["first_name"]
-        for r in live
-    }
+    names = project.first_names()
     assert names["ada.lovelace@example.com"] == "Augusta"
     assert "whitfield.d@example.com" not in names
 

@@ -65,13 +65,7 @@ def test_failed_record_is_shown_flagged_when_stuck_and_retried_alone(project: Pr
     applied = metadata_values(materializations(retried, "kizen/contacts")[0])
     assert (applied["created"], applied["updated"], applied["failed"]) == (1, 0, 0)
     assert project.writes() == writes + 1
-    names = {
-        fields["email"]: fields["first_name"]
-        for fields in (
-            {f["name"]: f["value"] for f in record["fields"].values()}
-            for record in project.emulator.records("client_client")
-        )
-    }
+    names = project.first_names()
     assert names["ada.lovelace@example.com"] == "Ada"
     assert "dennis.r@example.com" in names
     assert checks(retried)["contacts_failures_left_open"].passed
@@ -110,6 +104,19 @@ def test_a_failed_run_leaves_its_failures_on_the_asset(project: Project) -> None
     assert "Top reasons:\n1 x MappingError · email" in (failure.description or "")
 
 
+def run_failure_sensor(
+    project: Project, defs: dg.Definitions, result: dg.ExecuteInProcessResult
+) -> None:
+    """Evaluate the run-failure sensor on ``result``'s failure, as the daemon would."""
+    context = dg.build_run_status_sensor_context(
+        sensor_name="kizen_sync_run_failures",
+        dagster_event=result.get_run_failure_event(),
+        dagster_instance=project.instance,
+        dagster_run=result.dagster_run,
+    ).for_run_failure()
+    defs.resolve_sensor_def("kizen_sync_run_failures")(context)
+
+
 @pytest.fixture
 def webhook() -> Iterator[list[dict[str, Any]]]:
     """A webhook receiver on loopback: the JSON bodies it was sent."""
@@ -143,14 +150,8 @@ def test_failure_sensor_says_which_sync_how_many_and_why(
     result = project.run_job(defs, "contacts_sync")
     assert not result.success
     monkeypatch.setenv("KIZEN_SYNC_ALERT_WEBHOOK", webhook.url)
-    context = dg.build_run_status_sensor_context(
-        sensor_name="kizen_sync_run_failures",
-        dagster_event=result.get_run_failure_event(),
-        dagster_instance=project.instance,
-        dagster_run=result.dagster_run,
-    ).for_run_failure()
 
-    defs.resolve_sensor_def("kizen_sync_run_failures")(context)
+    run_failure_sensor(project, defs, result)
 
     [alert] = webhook.received
     text = alert["text"]
@@ -170,14 +171,8 @@ def test_failure_sensor_explains_a_guard_stop(
     project.sql("DELETE FROM crm_contacts WHERE contact_id > 5")
     result = project.run_job(defs, "contacts_sync")
     monkeypatch.setenv("KIZEN_SYNC_ALERT_WEBHOOK", webhook.url)
-    context = dg.build_run_status_sensor_context(
-        sensor_name="kizen_sync_run_failures",
-        dagster_event=result.get_run_failure_event(),
-        dagster_instance=project.instance,
-        dagster_run=result.dagster_run,
-    ).for_run_failure()
 
-    defs.resolve_sensor_def("kizen_sync_run_failures")(context)
+    run_failure_sensor(project, defs, result)
 
     [alert] = webhook.received
     assert "Stopped by the mass-archive guard: 20 of 25 would be archived." in alert["text"]
