@@ -353,9 +353,11 @@ class _Builder:
 
 
 def _rows(report: RunReport) -> int:
-    """Rows of the source a run looked at: every outcome of every row counted once."""
+    """Rows of the source a run looked at: every outcome of every row counted once (parked
+    rows, skipped because they failed before and have not changed, included).
+    """
     c = report.counts
-    return c.created + c.updated + c.unchanged + c.noop + c.failed + c.archived
+    return c.created + c.updated + c.unchanged + c.noop + c.failed + c.archived + report.parked
 
 
 def build_sync_assets(
