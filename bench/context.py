@@ -36,3 +36,7 @@ class Context:
     def worker(self, task: str, params: dict[str, Any], *, timeout_s: float) -> dict[str, Any]:
         """Run one measurement: in a fresh worker process unless the sizes say otherwise."""
         return run_worker(task, params, timeout_s=timeout_s, isolated=self.sizes.isolated)
+
+    def duckdb_url(self, name: str) -> str:
+        """A DuckDB database file in the scratch dir."""
+        return f"duckdb:///{self.tmp / name}.duckdb"

@@ -3,7 +3,8 @@
 Everything is generated where it lives, because pushing a million rows through Python (or a
 million records through the emulator) would measure the fixture instead of the connector:
 
-* source rows come from ``generate_series`` (PostgreSQL) or a recursive CTE (SQLite);
+* source rows come from ``generate_series`` (PostgreSQL), ``range`` (DuckDB) or a recursive
+  CTE (SQLite);
 * ``sync_state`` is filled with one ``INSERT ... SELECT`` of the very fingerprint expression
   the :class:`~kizen_sync.warehouse.ChangeDetector` computes, i.e. "as if the engine had synced it";
 * Kizen records are written straight into an emulator state file with fixed ids
@@ -98,12 +99,29 @@ def create_accounts(url: str, table: str, rows: int) -> None:
     engine = _engine(url)
     dialect = engine.dialect.name
     cols = ", ".join(
-        f"{c} {types[0 if dialect == 'postgresql' else 1]}" for c, types in COLUMNS.items()
+        f"{c} {types[1 if dialect == 'sqlite' else 0]}" for c, types in COLUMNS.items()
     )
     try:
         with engine.begin() as conn:
             _sql(conn, f"DROP TABLE IF EXISTS {table}")
-            if dialect == "postgresql":
+            if dialect == "duckdb":
+                _sql(
+                    conn,
+                    f"CREATE TABLE {table} (id bigint PRIMARY KEY, kizen_id text, {cols},"
+                    " updated_at timestamptz NOT NULL)",
+                )
+                _sql(
+                    conn,
+                    f"INSERT INTO {table} SELECT g, '{ID_PREFIX}' || lpad(g::text, 12, '0'),"
+                    " 'Account ' || g,"
+                    " CASE WHEN g % 7 = 0 THEN NULL ELSE 'acct' || g || '@example.com' END,"
+                    " g % 5000, (g % 1000) / 10.0, date '2024-01-01' + CAST(g % 700 AS INTEGER),"
+                    " timestamptz '2024-01-01 00:00:00+00' + to_minutes(g),"
+                    " g % 2 = 0, 'Row ' || g,"
+                    " timestamptz '2025-01-01 00:00:00+00' + to_seconds(g)"
+                    f" FROM range(1, {int(rows) + 1}) t(g)",
+                )
+            elif dialect == "postgresql":
                 _sql(
                     conn,
                     f"CREATE TABLE {table} (id bigint PRIMARY KEY, kizen_id text, {cols},"
@@ -190,7 +208,8 @@ class Churn:
         """Change the source table; return how many rows were updated, deleted, inserted."""
         engine = _engine(url)
         pg = engine.dialect.name == "postgresql"
-        now = "now()" if pg else "strftime('%Y-%m-%d %H:%M:%f', 'now')"
+        sqlite = engine.dialect.name == "sqlite"
+        now = "strftime('%Y-%m-%d %H:%M:%f', 'now')" if sqlite else "now()"
         out = {"updated": 0, "deleted": 0, "inserted": 0, "touched": 0}
         try:
             with engine.begin() as conn:

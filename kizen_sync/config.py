@@ -46,6 +46,7 @@ __all__ = [
     "PartitionConfig",
     "ProjectConfig",
     "SourceConfig",
+    "StateDatabaseConfig",
     "SyncConfig",
     "VerifyConfig",
     "WarehouseConfig",
@@ -100,17 +101,74 @@ class LeaseConfig(_Model):
     )
 
 
+#: The SQLAlchemy dialect names of the warehouses kizen-sync supports: one module each in
+#: ``kizen_sync/warehouse/dialects/`` (a test keeps the two lists equal). Kept here, as plain
+#: names, so that validating a sync file imports no database code at all.
+WAREHOUSE_DIALECTS = ("bigquery", "duckdb", "postgresql", "redshift", "snowflake", "sqlite")
+_URL_RE = re.compile(r"^(?P<backend>[A-Za-z][A-Za-z0-9_.\-]*)(\+[A-Za-z0-9_.\-]+)?://")
+
+
+def _warehouse_url(url: str) -> str:
+    """``url`` when it names a warehouse kizen-sync supports; opens no connection and imports
+    no driver. The message names the dialect and the supported list, never the URL (it may
+    hold a password).
+    """
+    match = _URL_RE.match(url)
+    if match is None:
+        raise ValueError("not a SQLAlchemy URL (dialect+driver://...)")
+    backend = match.group("backend").lower()
+    if backend not in WAREHOUSE_DIALECTS:
+        raise ValueError(
+            f"warehouse dialect {backend!r} is not supported "
+            f"(supported: {', '.join(WAREHOUSE_DIALECTS)})"
+        )
+    return url
+
+
+class StateDatabaseConfig(_Model):
+    """A database of its own for the state, audit, runs and lease tables (``warehouse.state``).
+
+    The diff still runs in the source warehouse: each diff first loads the sync's keys and
+    fingerprints into ``{prefix}state_mirror`` there (in ``scratch_schema``), so the source
+    warehouse needs one writable schema, and each diff copies the sync's state keys once.
+    """
+
+    url: str = Field(description="SQLAlchemy URL of the database that keeps the state tables.")
+    scratch_schema: str | None = Field(
+        default=None,
+        description="Schema of the source warehouse for the fingerprint mirror; default: the "
+        "source URL's.",
+    )
+
+    @field_validator("url")
+    @classmethod
+    def _url_ok(cls, v: str) -> str:
+        return _warehouse_url(v)
+
+    @field_validator("scratch_schema")
+    @classmethod
+    def _schema_ok(cls, v: str | None) -> str | None:
+        return None if v is None else _identifier(v, "schema")
+
+
 class WarehouseConfig(_Model):
     """Where the source rows live, and where kizen-sync keeps its state and audit tables."""
 
     url: str = Field(
-        description="Any SQLAlchemy URL, e.g. sqlite:///warehouse.db or postgresql+psycopg://..."
+        description="SQLAlchemy URL of a supported warehouse, e.g. sqlite:///warehouse.db, "
+        "postgresql+psycopg://..., duckdb:///file.duckdb, snowflake://..., bigquery://..., "
+        "redshift+redshift_connector://..."
     )
     state_schema: str | None = Field(
         default=None, description="Schema for state/audit tables (PostgreSQL); default: the URL's."
     )
     table_prefix: str = Field(default="kizen_sync_", description="Prefix of state/audit tables.")
     lease: LeaseConfig = Field(default_factory=LeaseConfig)
+    state: StateDatabaseConfig | None = Field(
+        default=None,
+        description="Keep state, audit, runs and leases in another database (state_schema "
+        "then names a schema there); default: in the source warehouse.",
+    )
     _url_as_written: str | None = PrivateAttr(default=None)
 
     @property
@@ -119,6 +177,11 @@ class WarehouseConfig(_Model):
         password in the URL normally comes from the environment.
         """
         return self._url_as_written if self._url_as_written is not None else self.url
+
+    @field_validator("url")
+    @classmethod
+    def _url_ok(cls, v: str) -> str:
+        return _warehouse_url(v)
 
     @field_validator("state_schema")
     @classmethod
@@ -629,9 +692,11 @@ def parse_config(data: Any, *, source: str | None = None) -> ProjectConfig:
     try:
         config = ProjectConfig.model_validate(expanded)
     except ValidationError as exc:
+        unset = {p.key for p in problems}  # a value whose variable is unset: said once
         for err in exc.errors():
             msg = err["msg"].removeprefix("Value error, ")
-            problems.append(ConfigProblem(_loc(err["loc"]), msg))
+            if _loc(err["loc"]) not in unset:
+                problems.append(ConfigProblem(_loc(err["loc"]), msg))
         raise ConfigError(problems, source=source) from None
     if problems:
         raise ConfigError(problems, source=source)

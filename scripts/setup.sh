@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 PYTHON="${PYTHON:-python3}"
 VENV=.venv
 STAMP="$VENV/.kizen-sync-installed"
-EXTRAS="${KIZEN_SYNC_EXTRAS:-emulator,postgres,dagster,dbt,celery,k8s,dev,bench}"
+EXTRAS="${KIZEN_SYNC_EXTRAS:-emulator,postgres,duckdb,snowflake,bigquery,redshift,dagster,dbt,celery,k8s,dev,bench}"
 
 if [ -f "$STAMP" ] && [ "$STAMP" -nt pyproject.toml ] && [ -x "$VENV/bin/kizen-sync" ]; then
   exit 0
@@ -25,11 +25,21 @@ if ! command -v uv >/dev/null 2>&1; then
 fi
 
 echo "Setting up $VENV (extras: $EXTRAS) ..."
+# fakesnow (the Snowflake fake of the tests) runs on snowflake-connector-python 4, while
+# snowflake-sqlalchemy 2.1 (the first to support SQLAlchemy 2.1) asks for 5; it works with 4.
+case ",$EXTRAS," in *,dev,*) case ",$EXTRAS," in *,snowflake,*) FAKESNOW=1 ;; esac ;; esac
 if command -v uv >/dev/null 2>&1; then
   [ -x "$VENV/bin/python" ] || uv venv --quiet --python "$PYTHON" "$VENV"
   uv pip install --quiet --python "$VENV/bin/python" -e ".[${EXTRAS}]"
+  if [ -n "${FAKESNOW:-}" ]; then
+    uv pip install --quiet --python "$VENV/bin/python" "snowflake-connector-python<5"
+  fi
 else
   [ -x "$VENV/bin/python" ] || "$PYTHON" -m venv "$VENV"
   "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check -e ".[${EXTRAS}]"
+  if [ -n "${FAKESNOW:-}" ]; then
+    "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check \
+      "snowflake-connector-python<5"
+  fi
 fi
 touch "$STAMP"

@@ -8,6 +8,7 @@ Every PostgreSQL object a test creates is owned by this process and dropped by a
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -126,6 +127,7 @@ class Db:
 
     warehouse: Warehouse
     schema: str | None
+    quote: bool = True  # Snowflake folds unquoted names to upper case: leave them unquoted
 
     @property
     def dialect(self) -> str:
@@ -137,17 +139,81 @@ class Db:
 
     def run(self, sql: str, params: Any = None) -> None:
         """Run SQL where ``{s}`` stands for the schema qualifier (``"x".`` or nothing)."""
-        qualifier = f'"{self.schema}".' if self.schema else ""
+        name = f'"{self.schema}"' if self.quote else self.schema
+        qualifier = f"{name}." if self.schema else ""
         with self.warehouse.engine.begin() as conn:
             conn.execute(text(sql.replace("{s}", qualifier)), params or {})
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+#: The warehouses every ``db`` test runs on, live.
+LIVE_WAREHOUSES = ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres), "duckdb"]
+#: The same and Snowflake against fakesnow (``any_db``: the end-to-end suite, canonical text).
+ALL_WAREHOUSES = [*LIVE_WAREHOUSES, pytest.param("snowflake", marks=pytest.mark.snowflake_fake)]
+
+
+@pytest.fixture(scope="session")
+def fakesnow_server() -> Iterator[dict[str, Any]]:
+    """A fakesnow server (Snowflake's HTTP API answered by DuckDB) for the whole session."""
+    fakesnow = pytest.importorskip("fakesnow")
+    with fakesnow.server() as connection:
+        yield connection
+
+
+def snowflake_engine(server: dict[str, Any], schema: str) -> Any:
+    """An engine of the real Snowflake dialect and connector, talking to the fake."""
+    # Server-side binding (qmark): fakesnow reads "$word" in an inlined literal as a session
+    # variable (values_json holds {"$decimal": ...}); Snowflake does not.
+    return create_engine(
+        f"snowflake://fake:snow@fakesnow/kizen/{schema}",
+        paramstyle="qmark",
+        connect_args={
+            "paramstyle": "qmark",
+            "host": server["host"],
+            "port": server["port"],
+            "protocol": server["protocol"],
+            "session_parameters": server["session_parameters"],
+            "network_timeout": 1,  # no retries: a fake's 500 is an answer, not a glitch
+        },
+    )
+
+
+def duckdb_url(tmp_path: Path) -> str:
+    """A DuckDB database file of its own for each test."""
+    return f"duckdb:///{tmp_path / 'warehouse.duckdb'}"
+
+
+@pytest.fixture(params=LIVE_WAREHOUSES)
 def db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Db]:
-    """The same test on SQLite and on PostgreSQL (state tables in the test's schema)."""
+    """The same test on SQLite, PostgreSQL (state tables in the test's schema) and DuckDB."""
+    yield from _warehouse(request, tmp_path)
+
+
+@pytest.fixture(params=ALL_WAREHOUSES)
+def any_db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Db]:
+    """The live warehouses of ``db`` and Snowflake (fakesnow: a schema of its own, state
+    tables in it).
+    """
+    yield from _warehouse(request, tmp_path)
+
+
+def _warehouse(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Db]:
     if request.param == "sqlite":
         warehouse = Warehouse(f"sqlite:///{tmp_path / 'warehouse.db'}")
         yield Db(warehouse, None)
+    elif request.param == "duckdb":
+        warehouse = Warehouse(duckdb_url(tmp_path))
+        yield Db(warehouse, None)
+    elif request.param == "snowflake":
+        server = request.getfixturevalue("fakesnow_server")
+        schema = f"t_{uuid.uuid4().hex[:12]}"
+        engine = snowflake_engine(server, schema)
+        warehouse = Warehouse(engine, state_schema=schema)
+        try:
+            yield Db(warehouse, schema, quote=False)
+        finally:
+            with engine.begin() as conn:
+                conn.execute(text(f"DROP SCHEMA IF EXISTS {schema} CASCADE"))
+            engine.dispose()
     else:
         schema = request.getfixturevalue("pg_schema")
         warehouse = Warehouse(request.getfixturevalue("pg_url"), state_schema=schema)

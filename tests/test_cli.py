@@ -6,6 +6,7 @@ $KIZEN_SYNC_CONFIG and JSON log lines, as schedulers and people use them.
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -143,6 +144,24 @@ def test_invalid_file_exits_2_listing_every_problem(tmp_path: Path):
     assert result.exit_code == 2
     assert "warehouse.url" in result.output
     assert "syncs[0]" in result.output
+
+
+def test_an_unsupported_warehouse_exits_2_before_any_connection(tmp_path: Path):
+    path = tmp_path / "oracle.yaml"
+    spec = {
+        "name": "people",
+        "object": "client_client",
+        "source": {"table": "people", "primary_key": ["id"]},
+        "identity": {"match_on": "email"},
+        "fields": [{"column": "email", "field": "email"}],
+    }
+    url = "oracle+oracledb://scott:tiger@db.example:1521/?service_name=orcl"
+    path.write_text(yaml.safe_dump({"warehouse": {"url": url}, "syncs": [spec]}))
+    result = invoke("plan", "--config", str(path))
+    assert result.exit_code == 2
+    assert "warehouse dialect 'oracle' is not supported (supported: " in result.output
+    assert "tiger" not in result.output
+    assert "oracledb" not in sys.modules  # the driver was never even imported
 
 
 def test_missing_api_key_exits_2_naming_the_variable(project):

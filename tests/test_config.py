@@ -195,3 +195,59 @@ def test_a_custom_key_variable_never_falls_back_to_kizen_api_key(
     with pytest.raises(ConfigError) as caught:
         load_config(write(tmp_path, text)).kizen.client_settings()
     assert "STAGING_KIZEN_KEY is not set" in problems(caught)["kizen.api_key_env"]
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        (
+            "oracle+oracledb://scott:tiger@db.example:1521/?service_name=orcl",
+            "warehouse dialect 'oracle' is not supported "
+            "(supported: bigquery, duckdb, postgresql, redshift, snowflake, sqlite)",
+        ),
+        ("mysql://u:p@h/db", "warehouse dialect 'mysql' is not supported"),
+        ("not a url", "not a SQLAlchemy URL (dialect+driver://...)"),
+    ],
+)
+def test_an_unsupported_warehouse_is_refused_naming_the_dialect(url: str, message: str) -> None:
+    sync = {
+        "name": "s",
+        "object": "accounts",
+        "source": {"table": "t", "primary_key": ["id"]},
+        "identity": {"record_id_column": "kid"},
+        "fields": [{"column": "n", "field": "name"}],
+    }
+    with pytest.raises(ConfigError) as info:
+        parse_config({"warehouse": {"url": url}, "syncs": [sync]})
+    found = problems(info)["warehouse.url"]
+    assert found.startswith(message)
+    assert "tiger" not in str(info.value)  # the password never appears
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "sqlite:///w.db",
+        "postgresql+psycopg://u@h/db",
+        "duckdb:///w.duckdb",
+        "snowflake://u:p@account/db/schema?warehouse=wh",
+        "bigquery://project/dataset",
+        "redshift+redshift_connector://u:p@cluster:5439/dev",
+    ],
+)
+def test_every_supported_warehouse_url_validates(url: str) -> None:
+    sync = {
+        "name": "s",
+        "object": "accounts",
+        "source": {"table": "t", "primary_key": ["id"]},
+        "identity": {"record_id_column": "kid"},
+        "fields": [{"column": "n", "field": "name"}],
+    }
+    assert parse_config({"warehouse": {"url": url}, "syncs": [sync]}).warehouse.url == url
+
+
+def test_the_supported_list_is_the_dialect_modules() -> None:
+    from kizen_sync.config import WAREHOUSE_DIALECTS
+    from kizen_sync.warehouse import supported_names
+
+    assert list(WAREHOUSE_DIALECTS) == supported_names()

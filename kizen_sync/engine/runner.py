@@ -231,13 +231,9 @@ class SyncRunner:
         self._settings = client_settings
         self.transport = transport
         self._owns_warehouse = warehouse is None
-        self.warehouse = warehouse or Warehouse(
-            config.warehouse.url,
-            state_schema=config.warehouse.state_schema,
-            table_prefix=config.warehouse.table_prefix,
-        )
+        self.warehouse = warehouse or Warehouse.from_config(config.warehouse)
         self.store = StateStore(self.warehouse)
-        self.leases = Leases(self.warehouse, self.store.tables)
+        self.leases = Leases(self.warehouse.state_warehouse, self.store.tables)
         self.progress = progress
         self.log = log or logger
         self._schema_ready = False

@@ -18,15 +18,20 @@ or bucketed diff to catch hard deletes.
 from __future__ import annotations
 
 from collections.abc import Collection, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import (
+    MetaData,
     Select,
+    Table,
     and_,
     case,
+    delete,
     false,
     func,
+    insert,
     not_,
     null,
     or_,
@@ -52,7 +57,11 @@ from kizen_sync.warehouse.state import StateStore
 
 __all__ = ["ArchiveCounts", "ChangeDetector", "ChangeTally", "DiffCounts"]
 
+#: A SELECT of any columns (what the statement builders return).
+AnySelect = Select[*tuple[Any, ...]]
+
 _KEYS_PER_QUERY = 5000  # `only_keys` are sent as bound parameters, in batches of this size
+_MIRROR_BATCH = 10_000  # state rows read from the state database per round trip
 
 
 @dataclass(frozen=True)
@@ -170,6 +179,62 @@ class ChangeDetector:
         self.source = source if source is not None else Source(warehouse, sync)
         self.store = StateStore(warehouse)
         self._check_keys = check_keys
+        #: With the state in another database, the diff joins this copy of the sync's keys
+        #: and fingerprints, loaded into the source warehouse before each diff.
+        self.mirror: Table | None = None
+        if warehouse.state is not None:
+            self.mirror = self.store.tables.state.to_metadata(
+                MetaData(),
+                schema=warehouse.scratch_schema,  # type: ignore[arg-type]  # None: no schema
+                name=f"{warehouse.table_prefix}state_mirror",
+            )
+
+    @property
+    def diff_state(self) -> Table:
+        """The state table the diff joins: ``sync_state``, or its mirror in the source."""
+        return self.mirror if self.mirror is not None else self.store.tables.state
+
+    def _load_mirror(self) -> None:
+        """Replace this sync's rows of the mirror with its keys and fingerprints (no values:
+        the changed rows' values are read from the state database as they stream).
+        """
+        assert self.mirror is not None
+        mirror, state = self.mirror, self.store.tables.state
+        columns = ["sync_name", "source_key", "kizen_id", "fingerprint", "archived"]
+        read = select(*(state.c[c] for c in columns)).where(state.c.sync_name == self.sync.name)
+        source, dialect = self.warehouse, self.warehouse.sql_dialect
+        now = datetime.now(UTC)
+        try:
+            with source.engine.begin() as conn:
+                mirror.create(conn, checkfirst=True)
+                conn.execute(delete(mirror).where(mirror.c.sync_name == self.sync.name))
+                with self.store.warehouse.engine.connect() as state_conn:
+                    result = state_conn.execution_options(yield_per=_MIRROR_BATCH).execute(read)
+                    for part in result.partitions():
+                        rows = [
+                            {**dict(r._mapping), "values_json": "{}", "updated_at": now}
+                            for r in part
+                        ]
+                        dialect.insert_rows(conn, insert(mirror), mirror, rows)
+        except sa_exc.DBAPIError as exc:
+            raise SourceError(
+                f"sync {self.sync.name!r}: cannot load the fingerprint mirror into "
+                f"{source.describe()}: {source.safe_message(exc)}",
+                sync=self.sync.name,
+            ) from None
+
+    def _with_state_values(self, rows: list[ChangedRow]) -> list[ChangedRow]:
+        """The changed rows with the values last synced, read from the state database."""
+        keys = [r.state.source_key for r in rows if r.state is not None]
+        if not keys:
+            return rows
+        found = self.store.load_state(self.sync, keys)
+        out = []
+        for row in rows:
+            if row.state is not None and row.state.source_key in found:
+                row = replace(row, state=found[row.state.source_key])
+            out.append(row)
+        return out
 
     # --- expressions -------------------------------------------------------------------------
 
@@ -188,7 +253,7 @@ class ChangeDetector:
 
     def _state_query(self, partition: Partition | None, keys: Sequence[str] | None) -> Select[Any]:
         """The in-scope state rows of this sync (bucket and ``only_keys`` applied)."""
-        state = self.store.tables.state
+        state = self.diff_state
         st_q = select(
             state.c.source_key,
             state.c.kizen_id,
@@ -293,7 +358,7 @@ class ChangeDetector:
             # Key-only: the EXCEPT must not compute fingerprints.
             src_keys = self._source_query([key.label("k")], partition, keys)
             vanished = select(st_q.subquery("st_keys").c.source_key).except_(src_keys)
-            gone_st = st_q.where(self.store.tables.state.c.source_key.in_(vanished)).subquery("st")
+            gone_st = st_q.where(self.diff_state.c.source_key.in_(vanished)).subquery("st")
             alive = gone_st.c.archived != true()
             parts.append(
                 _Part(
@@ -339,6 +404,13 @@ class ChangeDetector:
         joined = st.outerjoin(live, live.c.k == st.c.source_key)
         return joined, st, alive, and_(alive, live.c.k.is_(None))
 
+    def archive_count_statements(
+        self, partition: Partition | None = None, keys: Sequence[str] | None = None
+    ) -> list[AnySelect]:
+        """The statement of :meth:`archive_counts` (one row: synced, deleted)."""
+        source, _st, alive, gone = self._vanished(partition, keys)
+        return [select(_count_if(alive), _count_if(gone)).select_from(source)]
+
     def archive_counts(
         self, partition: Partition | None = None, only_keys: Collection[str] | None = None
     ) -> ArchiveCounts:
@@ -350,8 +422,7 @@ class ChangeDetector:
         self._prepare(partition)
         deleted = synced = 0
         for keys in _batches(only_keys):
-            source, _st, alive, gone = self._vanished(partition, keys)
-            stmt = select(_count_if(alive), _count_if(gone)).select_from(source)
+            (stmt,) = self.archive_count_statements(partition, keys)
             with self.warehouse.connect() as conn:
                 row = conn.execute(stmt).one()
             synced += int(row[0] or 0)
@@ -389,13 +460,23 @@ class ChangeDetector:
             ("new", "changed", "deleted", "unchanged", "synced", "source_rows"), 0
         )
         for keys in _batches(only_keys):
-            for part in self._diff(partition, keys, with_rows=False):
-                sums = [_count_if(p).label(n) for n, p in part.predicates.items()]
+            for stmt in self.count_statements(partition, keys):
                 with self.warehouse.connect() as conn:
-                    row = conn.execute(select(*sums).select_from(part.source)).one()
+                    row = conn.execute(stmt).one()
                 for name, value in row._mapping.items():
                     totals[str(name)] += int(value)
         return DiffCounts(**totals)
+
+    def count_statements(
+        self, partition: Partition | None = None, keys: Sequence[str] | None = None
+    ) -> list[AnySelect]:
+        """The statements of :meth:`counts` (one row of named sums each)."""
+        return [
+            select(*(_count_if(p).label(n) for n, p in part.predicates.items())).select_from(
+                part.source
+            )
+            for part in self._diff(partition, keys, with_rows=False)
+        ]
 
     def iter_changes(
         self,
@@ -420,42 +501,59 @@ class ChangeDetector:
             raise ValueError("chunk_size must be at least 1")
         self._prepare(partition)
         names = self.source.row_columns
-        skip_parked = skip_parked and self.store.failures.has_parked(self.sync)
+        # Parked failures live with the state: a mirror diff (state in another database)
+        # streams their rows as changes, and the planner meets them again.
+        skip_parked = (
+            skip_parked and self.mirror is None and self.store.failures.has_parked(self.sync)
+        )
         for keys in _batches(only_keys):
-            for part in self._diff(partition, keys, with_rows=True, skip_parked=skip_parked):
-                p = part.predicates
-                parked = p.get("parked")
-                whens = []
-                if parked is not None:
-                    whens.append((and_(parked, or_(p["new"], p["changed"])), lit("parked")))
-                whens += [
-                    (p[k.value], lit(k.value))
-                    for k in (ChangeKind.NEW, ChangeKind.DELETED)
-                    if k.value in p
-                ]
-                if "changed" in p:
-                    changed = or_(p["changed"], p["unchanged"]) if full_refresh else p["changed"]
-                    whens.append((changed, lit(ChangeKind.CHANGED.value)))
-                kind = case(*whens).label("kind")
-                columns: list[Any] = [kind]
-                for sub in part.subqueries:
-                    if sub is None:
-                        continue
-                    if parked is None:
-                        columns.append(sub)
-                        continue
-                    # A parked row's values are not needed: leave them in the warehouse.
-                    for column in sub.c:
-                        heavy = column.name == "values_json" or column.name in self._value_labels
-                        columns.append(
-                            case((parked, null()), else_=column).label(column.name)
-                            if heavy
-                            else column
-                        )
-                inner = select(*columns)
-                inner_q = inner.select_from(part.source).subquery("d")
-                stmt = select(inner_q).where(inner_q.c.kind.is_not(None))
+            for stmt in self.change_statements(
+                partition, keys, full_refresh=full_refresh, skip_parked=skip_parked
+            ):
                 yield from self._stream(stmt, names, chunk_size)
+
+    def change_statements(
+        self,
+        partition: Partition | None = None,
+        keys: Sequence[str] | None = None,
+        *,
+        full_refresh: bool = False,
+        skip_parked: bool = False,
+    ) -> list[AnySelect]:
+        """The statements :meth:`iter_changes` streams (kind, source and state columns)."""
+        out: list[AnySelect] = []
+        for part in self._diff(partition, keys, with_rows=True, skip_parked=skip_parked):
+            p = part.predicates
+            parked = p.get("parked")
+            whens = []
+            if parked is not None:
+                whens.append((and_(parked, or_(p["new"], p["changed"])), lit("parked")))
+            whens += [
+                (p[k.value], lit(k.value))
+                for k in (ChangeKind.NEW, ChangeKind.DELETED)
+                if k.value in p
+            ]
+            if "changed" in p:
+                changed = or_(p["changed"], p["unchanged"]) if full_refresh else p["changed"]
+                whens.append((changed, lit(ChangeKind.CHANGED.value)))
+            kind = case(*whens).label("kind")
+            columns: list[Any] = [kind]
+            for sub in part.subqueries:
+                if sub is None:
+                    continue
+                if parked is None:
+                    columns.append(sub)
+                    continue
+                # A parked row's values are not needed: leave them in the warehouse.
+                for column in sub.c:
+                    heavy = column.name == "values_json" or column.name in self._value_labels
+                    columns.append(
+                        case((parked, null()), else_=column).label(column.name) if heavy else column
+                    )
+            inner = select(*columns)
+            inner_q = inner.select_from(part.source).subquery("d")
+            out.append(select(inner_q).where(inner_q.c.kind.is_not(None)))
+        return out
 
     def _stream(
         self, stmt: Select[Any], names: list[str], chunk_size: int
@@ -466,7 +564,8 @@ class ChangeDetector:
                     stmt
                 )
                 for part in result.partitions():
-                    yield [self._changed_row(r._mapping, names) for r in part]
+                    rows = [self._changed_row(r._mapping, names) for r in part]
+                    yield self._with_state_values(rows) if self.mirror is not None else rows
         except sa_exc.DBAPIError as exc:
             raise SourceError(
                 f"sync {self.sync.name!r}: diff failed on {self.warehouse.describe()}: "
@@ -501,6 +600,8 @@ class ChangeDetector:
 
     def _prepare(self, partition: Partition | None) -> None:
         self.store.ensure_schema()
+        if self.mirror is not None:
+            self._load_mirror()
         if self._check_keys:
             self.source.check_keys(partition)
 

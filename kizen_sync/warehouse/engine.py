@@ -48,6 +48,8 @@ class Warehouse:
         *,
         state_schema: str | None = None,
         table_prefix: str = "kizen_sync_",
+        state: Warehouse | None = None,
+        scratch_schema: str | None = None,
     ) -> None:
         if state_schema is not None and not IDENTIFIER_RE.match(state_schema):
             raise StateStoreError(f"state schema {state_schema!r} is not a plain SQL identifier")
@@ -70,13 +72,36 @@ class Warehouse:
             )
         self.state_schema = state_schema
         self.table_prefix = table_prefix
+        #: Where the state tables live when not here (``warehouse.state.url``).
+        self.state = state
+        #: Schema of this warehouse for the fingerprint mirror of a separate state database.
+        self.scratch_schema = scratch_schema
         event.listen(self.engine, "connect", self._prepare)
         event.listen(self.engine, "checkout", self._prepare_on_checkout)
 
     @classmethod
     def from_config(cls, config: WarehouseConfig) -> Warehouse:
-        """A warehouse from the ``warehouse:`` section of a sync file."""
-        return cls(config.url, state_schema=config.state_schema, table_prefix=config.table_prefix)
+        """A warehouse from the ``warehouse:`` section of a sync file (and its separate state
+        database when ``warehouse.state`` names one).
+        """
+        if config.state is None:
+            return cls(
+                config.url, state_schema=config.state_schema, table_prefix=config.table_prefix
+            )
+        state = cls(
+            config.state.url, state_schema=config.state_schema, table_prefix=config.table_prefix
+        )
+        return cls(
+            config.url,
+            table_prefix=config.table_prefix,
+            state=state,
+            scratch_schema=config.state.scratch_schema,
+        )
+
+    @property
+    def state_warehouse(self) -> Warehouse:
+        """Where kizen-sync's own tables live: this warehouse unless ``state`` is set."""
+        return self.state if self.state is not None else self
 
     @property
     def dialect(self) -> str:
@@ -111,6 +136,8 @@ class Warehouse:
         """Close pooled connections (only when this object created the engine)."""
         if self._owns_engine:
             self.engine.dispose()
+        if self.state is not None:
+            self.state.dispose()
 
     def __enter__(self) -> Warehouse:
         return self

@@ -193,8 +193,10 @@ class Failures:
             }
 
         stmt = self.warehouse.sql_dialect.upsert(parked, ["sync_name", "source_key"], update)
-        conn.execute(
+        self.warehouse.sql_dialect.insert_rows(
+            conn,
             stmt,
+            parked,
             [
                 {
                     "sync_name": sync,

@@ -17,8 +17,8 @@ Only new, changed and deleted rows ever leave the warehouse. Each row's fingerpr
   an RS or a US, and a length-prefixed value is read by its length, so NULL, ``''``,
   ``'NULL'`` and values containing the separator all encode differently;
 * the hash is the warehouse's own fastest 64-bit hash (``hashtextextended`` on PostgreSQL,
-  blake2b in one Python call per row on SQLite). For N rows the chance that any changed row
-  keeps its 64-bit fingerprint is about N / 2**64 (5e-14 at 1M rows).
+  ``hash`` on DuckDB, blake2b in one Python call per row on SQLite). For N rows the chance
+  that any changed row keeps its 64-bit fingerprint is about N / 2**64 (5e-14 at 1M rows).
 
 Changing the encoding or the hash moves every fingerprint once: the next run reports every
 synced row CHANGED, the planner finds no Kizen value changed and plans NOOP state refreshes
@@ -32,7 +32,6 @@ import hashlib
 import json
 from typing import Any
 
-from sqlalchemy import Text, cast, literal
 from sqlalchemy.sql.elements import ColumnElement
 
 from kizen_sync.config import SyncConfig
@@ -70,5 +69,5 @@ def fingerprint_expr(source: Source) -> ColumnElement[str]:
     """The SQL fingerprint of a row of ``source`` (64-bit hash text of its canonical form)."""
     sync = source.sync
     columns: list[ColumnElement[Any]] = [source.column(c) for c in fingerprint_columns(sync)]
-    signature = cast(literal(mapping_signature(sync)), Text)
-    return source.warehouse.sql_dialect.fingerprint(signature, columns)
+    dialect = source.warehouse.sql_dialect
+    return dialect.fingerprint(dialect.signature(mapping_signature(sync)), columns)

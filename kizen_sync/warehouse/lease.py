@@ -423,6 +423,8 @@ class Leases:
                     conn.execute(insert(t).values(sync_name=sync_name, version=1, **values))
             except sa_exc.IntegrityError:
                 return None, None  # another run inserted it first: read it again
+            if not dialect.enforces_primary_keys and not self._kept_insert(sync_name, run_id):
+                return None, None  # another run inserted one too, and its claim came first
             return Lease(self, sync_name, run_id, ttl_s), None
         holder = LeaseHolder.from_row(row)
         free = (
@@ -443,6 +445,26 @@ class Leases:
             return None, holder  # another run swapped it first
         previous = holder if holder.run_id not in (None, run_id) else None
         return Lease(self, sync_name, run_id, ttl_s, previous=previous), None
+
+    def _kept_insert(self, sync_name: str, run_id: str) -> bool:
+        """Where the primary key is not enforced (Snowflake, BigQuery, Redshift), two runs
+        may both insert the sync's row: the earliest claim (then the smallest run id) keeps
+        it, any other run deletes its own row and waits. Both decide from the same rows, so
+        at most one holds the lease, unless a second insert lands after the first run read
+        the rows (a window of one round trip), which the next renewal's exact row count
+        would not catch: keep ``wait_s`` retries spaced on such warehouses.
+        """
+        t = self.tables.leases
+        with self.warehouse.engine.begin() as conn:
+            rows = conn.execute(
+                select(t.c.run_id)
+                .where(t.c.sync_name == sync_name)
+                .order_by(t.c.acquired_at, t.c.run_id)
+            ).all()
+            if rows and rows[0][0] == run_id:
+                return True
+            conn.execute(delete(t).where(t.c.sync_name == sync_name, t.c.run_id == run_id))
+        return False
 
     def renew_row(self, conn: Connection, sync_name: str, run_id: str, ttl_s: float) -> bool:
         """Push the expiry of ``run_id``'s lease row forward; False when it is not its row."""

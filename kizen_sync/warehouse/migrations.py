@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 from datetime import UTC, datetime
 
-from sqlalchemy import Connection, func, insert, inspect, select
+from sqlalchemy import Connection, func, insert, select
 from sqlalchemy import exc as sa_exc
 
 from kizen_sync.errors import StateStoreError
@@ -91,8 +91,8 @@ class Migrator:
 
     def _applied_version(self) -> int:
         with self.warehouse.engine.connect() as conn:
-            if not inspect(conn).has_table(
-                self.tables.version.name, schema=self.warehouse.state_schema
+            if not self.warehouse.sql_dialect.has_table(
+                conn, self.tables.version.name, self.warehouse.state_schema
             ):
                 return 0
             return int(
@@ -130,9 +130,10 @@ class Migrator:
 
     def _migrate(self, conn: Connection, files: list[SqlFile], *, again: bool = False) -> None:
         schema, prefix = self.warehouse.state_schema, self.warehouse.table_prefix
+        qualify = self.warehouse.sql_dialect.qualify
         bootstrap = sql_dir() / self.warehouse.dialect / "schema_version.sql"
         for statement in split_statements(
-            render(bootstrap.read_text(encoding="utf-8"), schema, prefix)
+            render(bootstrap.read_text(encoding="utf-8"), schema, prefix, qualify)
         ):
             conn.exec_driver_sql(statement)
         version = self.tables.version
@@ -140,14 +141,15 @@ class Migrator:
         for file in files:
             if file.version in applied and not again:
                 continue
-            for statement in file.statements(schema=schema, prefix=prefix):
+            for statement in file.statements(schema=schema, prefix=prefix, qualify=qualify):
                 self._execute(conn, statement, again=file.version in applied)
             if file.version in applied:
                 continue
-            conn.execute(
-                insert(version).values(
-                    version=file.version, name=file.name, applied_at=datetime.now(UTC)
-                )
+            self.warehouse.sql_dialect.insert_rows(
+                conn,
+                insert(version),
+                version,
+                [{"version": file.version, "name": file.name, "applied_at": datetime.now(UTC)}],
             )
 
     @staticmethod

@@ -16,15 +16,12 @@ import warnings
 from typing import Any
 
 from sqlalchemy import (
-    MetaData,
     Select,
     Table,
-    Text,
     and_,
     cast,
     column,
     func,
-    inspect,
     literal_column,
     or_,
     select,
@@ -55,15 +52,27 @@ class Source:
             or the query fails. The message names the sync, the config key and the name.
     """
 
-    def __init__(self, warehouse: Warehouse, sync: SyncConfig) -> None:
+    def __init__(
+        self, warehouse: Warehouse, sync: SyncConfig, *, table: Table | None = None
+    ) -> None:
         self.warehouse = warehouse
         self.sync = sync
         self._check_identifiers()
-        if sync.source.table is not None:
+        self.selectable: FromClause
+        if table is not None:  # already known (no reflection): checked all the same
+            self.selectable, self.label = table, table.fullname
+        elif sync.source.table is not None:
             self.selectable, self.label = self._reflect_table(sync.source.table)
         else:
             self.selectable, self.label = self._describe_query(sync.source.query or "")
         self._check_columns()
+
+    @classmethod
+    def from_table(cls, warehouse: Warehouse, sync: SyncConfig, table: Table) -> Source:
+        """A source over an already described ``table`` (compiling SQL for a warehouse
+        that is not connected, e.g. in tests).
+        """
+        return cls(warehouse, sync, table=table)
 
     # --- names -------------------------------------------------------------------------------
 
@@ -99,18 +108,13 @@ class Source:
 
     def _reflect_table(self, qualified: str) -> tuple[FromClause, str]:
         schema, _, name = qualified.rpartition(".")
+        dialect = self.warehouse.sql_dialect
         with self.warehouse.connect() as conn:
-            inspector = inspect(conn)
-            if schema and schema not in inspector.get_schema_names():
+            if schema and not dialect.schema_exists(conn, schema):
                 raise self._error(
                     "source.table", f"schema {schema!r} does not exist", name=qualified
                 )
-            known = sorted(
-                {
-                    *inspector.get_table_names(schema or None),
-                    *inspector.get_view_names(schema or None),
-                }
-            )
+            known = dialect.relation_names(conn, schema or None)
             if name not in known:
                 listed = ", ".join(known[:40]) + (" ..." if len(known) > 40 else "")
                 raise self._error(
@@ -121,7 +125,7 @@ class Source:
             with warnings.catch_warnings():
                 # Column types SQLAlchemy does not know reflect as NullType: fingerprinted as text.
                 warnings.simplefilter("ignore", sa_exc.SAWarning)
-                table = Table(name, MetaData(), schema=schema or None, autoload_with=conn)
+                table = dialect.reflect_table(conn, name, schema or None)
         return table, qualified
 
     def _describe_query(self, query: str) -> tuple[FromClause, str]:
@@ -182,8 +186,9 @@ class Source:
 
     def key_expr(self) -> ColumnElement[str]:
         """The source key as text (see :mod:`kizen_sync.warehouse.keys`)."""
+        text_type = self.warehouse.sql_dialect.text_type()
         parts: list[ColumnElement[Any]] = [
-            cast(self.column(c), Text) for c in self.sync.source.primary_key
+            cast(self.column(c), text_type) for c in self.sync.source.primary_key
         ]
         expr = parts[0]
         for part in parts[1:]:
@@ -229,23 +234,27 @@ class Source:
 
     # --- invariants --------------------------------------------------------------------------
 
+    def key_check_statements(
+        self, partition: Partition | None = None, *, examples: int = 5
+    ) -> tuple[Select[Any], Select[Any]]:
+        """The two statements of :meth:`check_keys`: NULL keys, then duplicated keys."""
+        keys = [self.column(c) for c in self.sync.source.primary_key]
+        where = self.partition_clause(partition)
+        nulls: Select[Any] = select(*keys).where(or_(*(k.is_(None) for k in keys)))
+        dupes: Select[Any] = (
+            select(*keys, func.count().label("n")).group_by(*keys).having(func.count() > 1)
+        )
+        if where is not None:
+            nulls, dupes = nulls.where(where), dupes.where(where)
+        return nulls.limit(examples), dupes.limit(examples)
+
     def check_keys(self, partition: Partition | None = None, *, examples: int = 5) -> None:
         """Fail when a primary-key column is NULL or a key occurs twice (checked in SQL).
 
         Raises:
             SourceError: naming up to ``examples`` offending keys.
         """
-        keys = [self.column(c) for c in self.sync.source.primary_key]
-        where = self.partition_clause(partition)
-        nulls = select(*keys).where(or_(*(k.is_(None) for k in keys))).limit(examples)
-        dupes = (
-            select(*keys, func.count().label("n"))
-            .group_by(*keys)
-            .having(func.count() > 1)
-            .limit(examples)
-        )
-        if where is not None:
-            nulls, dupes = nulls.where(where), dupes.where(where)
+        nulls, dupes = self.key_check_statements(partition, examples=examples)
         with self.warehouse.connect() as conn:
             null_rows = conn.execute(nulls).all()
             if null_rows:

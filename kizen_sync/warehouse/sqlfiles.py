@@ -13,6 +13,7 @@ plain identifier: a hostile prefix can never turn a ``CREATE TABLE`` into someth
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from functools import cache
 from pathlib import Path
 
@@ -52,9 +53,12 @@ class SqlFile:
         """File name, e.g. ``001_state_audit.sql``."""
         return self.path.name
 
-    def statements(self, *, schema: str | None, prefix: str) -> list[str]:
+    def statements(
+        self, *, schema: str | None, prefix: str, qualify: Callable[[str | None], str] | None = None
+    ) -> list[str]:
         """The file's statements with placeholders substituted (see :func:`render`)."""
-        return split_statements(render(self.path.read_text(encoding="utf-8"), schema, prefix))
+        text = self.path.read_text(encoding="utf-8")
+        return split_statements(render(text, schema, prefix, qualify))
 
 
 def migrations(dialect: str) -> list[SqlFile]:
@@ -73,8 +77,15 @@ def migrations(dialect: str) -> list[SqlFile]:
     return files
 
 
-def render(text: str, schema: str | None, prefix: str) -> str:
-    """Substitute ``{schema}`` (``"name".`` or nothing) and ``{prefix}`` in a SQL template.
+def render(
+    text: str,
+    schema: str | None,
+    prefix: str,
+    qualify: Callable[[str | None], str] | None = None,
+) -> str:
+    """Substitute ``{schema}`` (``"name".`` or nothing, or what ``qualify`` makes of the
+    schema: each warehouse quotes as its SQLAlchemy dialect does) and ``{prefix}`` in a SQL
+    template.
 
     Raises:
         ValueError: ``schema`` or ``prefix`` is not a plain identifier.
@@ -83,7 +94,8 @@ def render(text: str, schema: str | None, prefix: str) -> str:
         raise ValueError(f"schema {schema!r} is not a plain SQL identifier")
     if not _PREFIX.match(prefix):
         raise ValueError(f"table prefix {prefix!r} must be letters, digits and _")
-    qualifier = f'"{schema}".' if schema else ""
+    default = f'"{schema}".' if schema else ""
+    qualifier = qualify(schema) if qualify is not None else default
     return text.replace("{schema}", qualifier).replace("{prefix}", prefix)
 
 

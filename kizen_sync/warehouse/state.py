@@ -56,15 +56,16 @@ class StateStore:
     """The connector's bookkeeping tables in one warehouse (see the module docstring).
 
     Args:
-        warehouse: where the tables live (``state_schema`` and ``table_prefix`` included).
+        warehouse: where the tables live (``state_schema`` and ``table_prefix`` included), or
+            the source warehouse whose ``state`` database holds them.
     """
 
     def __init__(self, warehouse: Warehouse) -> None:
-        self.warehouse = warehouse
-        self.tables = state_tables(warehouse.state_schema, warehouse.table_prefix)
-        self._migrator = Migrator(warehouse, self.tables)
+        self.warehouse = warehouse.state_warehouse
+        self.tables = state_tables(self.warehouse.state_schema, self.warehouse.table_prefix)
+        self._migrator = Migrator(self.warehouse, self.tables)
         #: Parked failures and the failure listing (:mod:`.failures`).
-        self.failures = Failures(warehouse, self.tables)
+        self.failures = Failures(self.warehouse, self.tables)
 
     # --- schema ------------------------------------------------------------------------------
 
@@ -83,17 +84,19 @@ class StateStore:
     def load_state(self, sync: str | SyncConfig, keys: Collection[str]) -> dict[str, StateRow]:
         """The confirmed state of each of ``keys`` that has one."""
         self.ensure_schema()
-        state, out = self.tables.state, {}
+        out: dict[str, StateRow] = {}
         ordered = sorted(set(keys))
         with self._connect() as conn:
             for start in range(0, len(ordered), _KEYS_PER_QUERY):
                 batch = ordered[start : start + _KEYS_PER_QUERY]
-                stmt = select(state).where(
-                    state.c.sync_name == _name(sync), state.c.source_key.in_(batch)
-                )
-                for row in conn.execute(stmt).mappings():
+                for row in conn.execute(self.load_state_statement(sync, batch)).mappings():
                     out[row["source_key"]] = state_row(row, self.tables, sync)
         return out
+
+    def load_state_statement(self, sync: str | SyncConfig, keys: list[str]) -> Any:
+        """SELECT the state rows of ``keys``."""
+        state = self.tables.state
+        return select(state).where(state.c.sync_name == _name(sync), state.c.source_key.in_(keys))
 
     def record_results(
         self,
@@ -182,23 +185,20 @@ class StateStore:
             with self.warehouse.engine.begin() as conn:
                 if fence is not None:
                     fence(conn)
+                write = self.warehouse.sql_dialect.insert_rows
                 if rows:
-                    conn.execute(insert(self.tables.audit), rows)
+                    write(conn, insert(self.tables.audit), self.tables.audit, rows)
                 self.failures.apply(conn, name, run_id, now, park, unpark)
                 # Rows in key order: every flush locks state rows in the same order, so two
                 # flushes touching the same keys can wait for each other but never deadlock.
                 if upserts:
-                    conn.execute(self._upsert_state(keep_values=False), _by_key(upserts))
+                    write(conn, self.state_upsert(keep_values=False), state, _by_key(upserts))
                 if archives:
-                    conn.execute(self._upsert_state(keep_values=True), _by_key(archives))
+                    write(conn, self.state_upsert(keep_values=True), state, _by_key(archives))
                 ordered = sorted(forgets)
                 for start in range(0, len(ordered), _KEYS_PER_QUERY):
-                    conn.execute(
-                        delete(state).where(
-                            state.c.sync_name == name,
-                            state.c.source_key.in_(ordered[start : start + _KEYS_PER_QUERY]),
-                        )
-                    )
+                    batch = ordered[start : start + _KEYS_PER_QUERY]
+                    conn.execute(self.forget_statement(name, batch))
         except sa_exc.DBAPIError as exc:
             raise StateStoreError(
                 f"cannot record results of run {run_id}: {self.warehouse.safe_message(exc)}",
@@ -206,7 +206,13 @@ class StateStore:
             ) from None
         return len(rows)
 
-    def _upsert_state(self, *, keep_values: bool) -> Any:
+    def forget_statement(self, sync: str | SyncConfig, keys: list[str]) -> Any:
+        """DELETE the state rows of ``keys`` (a "forget": the row left, nothing archived)."""
+        state = self.tables.state
+        return delete(state).where(state.c.sync_name == _name(sync), state.c.source_key.in_(keys))
+
+    def state_upsert(self, *, keep_values: bool) -> Any:
+        """The upsert of state rows (``keep_values``: an archive keeps ``values_json``)."""
         state = self.tables.state
 
         def update(new: Any) -> dict[str, Any]:
@@ -263,23 +269,30 @@ class StateStore:
         verification samples a sync's first runs by default, until one succeeds).
         """
         self.ensure_schema()
+        with self._connect() as conn:
+            return conn.execute(self._succeeded_statement(sync)).first() is not None
+
+    def _succeeded_statement(self, sync: str | SyncConfig) -> Any:
         runs = self.tables.runs
-        stmt = (
+        return (
             select(runs.c.run_id)
             .where(runs.c.sync_name == _name(sync), runs.c.status == "success")
             .limit(1)
         )
-        with self._connect() as conn:
-            return conn.execute(stmt).first() is not None
 
-    def _upsert_run(self, values: dict[str, Any]) -> None:
-        self.ensure_schema()
+    def run_upsert(self, values: dict[str, Any]) -> tuple[Any, list[dict[str, Any]]]:
+        """The upsert of one runs row, and that row (counts default to 0)."""
         row: dict[str, Any] = dict.fromkeys(RUN_COUNTS, 0) | {"message": None} | values
         stmt = self.warehouse.sql_dialect.upsert(
             self.tables.runs, ["run_id"], lambda new: {k: new[k] for k in row if k != "run_id"}
         )
+        return stmt, [row]
+
+    def _upsert_run(self, values: dict[str, Any]) -> None:
+        self.ensure_schema()
+        stmt, rows = self.run_upsert(values)
         with self._connect() as conn:
-            conn.execute(stmt, [row])
+            self.warehouse.sql_dialect.insert_rows(conn, stmt, self.tables.runs, rows)
             conn.commit()
 
     # --- reading -----------------------------------------------------------------------------
@@ -288,11 +301,17 @@ class StateStore:
         self, sync: str | SyncConfig | None = None, limit: int | None = None
     ) -> list[dict[str, Any]]:
         """Records whose latest terminal attempt failed, most recent failure first."""
+        return self._rows(self.open_failures_statement(sync, limit))
+
+    def open_failures_statement(
+        self, sync: str | SyncConfig | None = None, limit: int | None = None
+    ) -> Any:
+        """SELECT from the open-failures view, most recent failure first."""
         view = self.tables.open_failures
         stmt = select(view).order_by(view.c.last_failed_at.desc(), view.c.source_key)
         if sync is not None:
             stmt = stmt.where(view.c.sync_name == _name(sync))
-        return self._rows(stmt.limit(limit) if limit is not None else stmt)
+        return stmt.limit(limit) if limit is not None else stmt
 
     def resolve_failures(self, run_id: str, sync: str | SyncConfig, keys: Iterable[str]) -> int:
         """Close the open failures of ``keys`` with one ``resolve`` success row each.
@@ -309,18 +328,11 @@ class StateStore:
         ordered = sorted(set(keys))
         if not ordered:
             return 0
-        state = self.tables.state
         rows: list[dict[str, Any]] = []
         with self.warehouse.engine.begin() as conn:
             for start in range(0, len(ordered), _KEYS_PER_QUERY):
                 batch = ordered[start : start + _KEYS_PER_QUERY]
-                ids = dict(
-                    conn.execute(
-                        select(state.c.source_key, state.c.kizen_id).where(
-                            state.c.sync_name == name, state.c.source_key.in_(batch)
-                        )
-                    ).all()
-                )
+                ids = dict(conn.execute(self._kizen_ids_statement(name, batch)).all())
                 rows.extend(
                     {
                         "run_id": run_id,
@@ -337,7 +349,9 @@ class StateStore:
                     }
                     for key in batch
                 )
-            conn.execute(insert(self.tables.audit), rows)
+            self.warehouse.sql_dialect.insert_rows(
+                conn, insert(self.tables.audit), self.tables.audit, rows
+            )
             self.failures.apply(conn, name, run_id, now, {}, ordered)
         return len(rows)
 
@@ -356,23 +370,55 @@ class StateStore:
         self, sync: str | SyncConfig | None = None, limit: int | None = 20
     ) -> list[dict[str, Any]]:
         """Recent runs with their audit counts, newest first."""
+        return self._rows(self.run_summaries_statement(sync, limit))
+
+    def run_summaries_statement(
+        self, sync: str | SyncConfig | None = None, limit: int | None = 20
+    ) -> Any:
+        """SELECT from the run-summary view, newest first."""
         view = self.tables.run_summary
         stmt = select(view).order_by(view.c.started_at.desc(), view.c.run_id)
         if sync is not None:
             stmt = stmt.where(view.c.sync_name == _name(sync))
-        return self._rows(stmt.limit(limit) if limit is not None else stmt)
+        return stmt.limit(limit) if limit is not None else stmt
 
     def audit_rows(
         self, run_id: str | None = None, sync: str | SyncConfig | None = None
     ) -> list[dict[str, Any]]:
         """Audit rows in the order they were written (for tests and the CLI)."""
+        return self._rows(self.audit_rows_statement(run_id, sync))
+
+    def audit_rows_statement(
+        self, run_id: str | None = None, sync: str | SyncConfig | None = None
+    ) -> Any:
+        """SELECT audit rows in the order they were written."""
         audit = self.tables.audit
         stmt = select(audit).order_by(audit.c.id)
         if run_id is not None:
             stmt = stmt.where(audit.c.run_id == run_id)
         if sync is not None:
             stmt = stmt.where(audit.c.sync_name == _name(sync))
-        return self._rows(stmt)
+        return stmt
+
+    def read_statements(self, sync: str | SyncConfig, keys: list[str]) -> list[Any]:
+        """Every SELECT this store issues, for ``sync`` and ``keys`` (to compile them)."""
+        view = self.tables.open_failures
+        return [
+            self.load_state_statement(sync, keys),
+            self.open_failures_statement(sync, 10),
+            self.open_failures_statement(),
+            select(view.c.source_key).where(view.c.sync_name == _name(sync)),
+            self.run_summaries_statement(sync),
+            self.audit_rows_statement("run-1", sync),
+            self._kizen_ids_statement(_name(sync), keys),
+            self._succeeded_statement(sync),
+        ]
+
+    def _kizen_ids_statement(self, name: str, keys: list[str]) -> Any:
+        state = self.tables.state
+        return select(state.c.source_key, state.c.kizen_id).where(
+            state.c.sync_name == name, state.c.source_key.in_(keys)
+        )
 
     def _rows(self, stmt: Any) -> list[dict[str, Any]]:
         self.ensure_schema()

@@ -58,7 +58,10 @@ def project(db: Any, **sync: Any) -> ProjectConfig:
     } | sync
     return parse_config(
         {
-            "warehouse": {"url": "unused://", "state_schema": db.schema},
+            "warehouse": {
+                "url": db.warehouse.engine.url.render_as_string(hide_password=False),
+                "state_schema": db.schema,
+            },
             "kizen": {"api_key_env": "KIZEN_SYNC_TEST_NO_SUCH_VAR"},
             "syncs": [spec],
         }

@@ -1,5 +1,7 @@
 """Kill -9 in the middle of an apply, run again: Kizen ends equal to the source, no duplicates.
 
+On every live warehouse (SQLite, PostgreSQL, DuckDB: the ``db`` fixture).
+
 The CLI runs in a subprocess against the emulator served over real HTTP with latency, so the
 kill lands while requests are in flight and results are unflushed. Afterwards every source
 row must be in Kizen exactly once (counted by identifier), with the source's values, and
@@ -17,10 +19,10 @@ from pathlib import Path
 
 import pytest
 import yaml
-from sqlalchemy import create_engine, text
 
 from kizen_sync.emulator import Emulator
 from kizen_sync.warehouse import StateStore, Warehouse
+from tests.conftest import Db
 
 ROWS = 240
 WRITES = ("POST", "PATCH", "DELETE")
@@ -38,16 +40,15 @@ def _cli(config: Path, env: dict[str, str]) -> subprocess.Popen[bytes]:
 
 
 @pytest.mark.slow
-def test_kill_9_mid_apply_then_rerun_converges_without_duplicates(tmp_path: Path):
-    url = f"sqlite:///{tmp_path / 'wh.db'}"
-    engine = create_engine(url)
-    with engine.begin() as conn:
-        conn.execute(text("CREATE TABLE people (id INTEGER PRIMARY KEY, email TEXT, first TEXT)"))
-        conn.execute(
-            text("INSERT INTO people VALUES (:i, :e, :f)"),
-            [{"i": i, "e": f"crash{i}@example.com", "f": f"Name{i}"} for i in range(ROWS)],
-        )
-    engine.dispose()
+def test_kill_9_mid_apply_then_rerun_converges_without_duplicates(tmp_path: Path, db: Db):
+    db.run("CREATE TABLE {s}people (id INTEGER PRIMARY KEY, email TEXT, first TEXT)")
+    db.run(
+        "INSERT INTO {s}people VALUES (:i, :e, :f)",
+        [{"i": i, "e": f"crash{i}@example.com", "f": f"Name{i}"} for i in range(ROWS)],
+    )
+    url = db.warehouse.engine.url.render_as_string(hide_password=False)
+    # A DuckDB file is locked by the process that has it open: the CLI must be the only one.
+    db.warehouse.dispose()
 
     emu = Emulator.demo()
     api_key, user_id, business_id = emu.credentials
@@ -57,7 +58,7 @@ def test_kill_9_mid_apply_then_rerun_converges_without_duplicates(tmp_path: Path
         config.write_text(
             yaml.safe_dump(
                 {
-                    "warehouse": {"url": url},
+                    "warehouse": {"url": url, "state_schema": db.schema},
                     "kizen": {
                         "base_url": base_url,
                         "user_id": user_id,
@@ -68,7 +69,7 @@ def test_kill_9_mid_apply_then_rerun_converges_without_duplicates(tmp_path: Path
                         {
                             "name": "crash",
                             "object": "client_client",
-                            "source": {"table": "people", "primary_key": ["id"]},
+                            "source": {"table": db.table("people"), "primary_key": ["id"]},
                             "identity": {"match_on": "email"},
                             "mode": "upsert",
                             "fields": [
@@ -105,7 +106,7 @@ def test_kill_9_mid_apply_then_rerun_converges_without_duplicates(tmp_path: Path
     by_email = {_value(r, "email"): _value(r, "first_name") for r in mine}
     assert by_email == {f"crash{i}@example.com": f"Name{i}" for i in range(ROWS)}
 
-    warehouse = Warehouse(url)
+    warehouse = Warehouse(url, state_schema=db.schema)
     try:
         store = StateStore(warehouse)
         audit = store.audit_rows(sync="crash")

@@ -1,4 +1,5 @@
-"""SyncRunner end to end: a warehouse (SQLite and PostgreSQL) and the emulator over real HTTP.
+"""SyncRunner end to end: a warehouse (SQLite, PostgreSQL, DuckDB; Snowflake on fakesnow) and
+the emulator over real HTTP.
 
 Every assertion is about something a user would notice: what Kizen holds afterwards, what
 was (not) sent according to the emulator's own request log, what the run report says.
@@ -8,18 +9,28 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from rich.console import Console
 
 from kizen_sync.client import KizenClient
+from kizen_sync.emulator import Emulator
 from kizen_sync.engine import SyncRunner
 from kizen_sync.errors import ConfigError, GuardError
 from kizen_sync.models import RunOptions
 from kizen_sync.render import plan_table
 from kizen_sync.schema import ObjectSchema
 from tests.integration.conftest import CONTACTS, Env, people, person, project
+
+
+@pytest.fixture
+def env(any_db: Any) -> Iterator[Env]:
+    """The suite's warehouses and Snowflake against fakesnow (``any_db``)."""
+    emu = Emulator.demo()
+    with emu.serve(host="127.0.0.1", port=0) as base_url:
+        yield Env(any_db, emu, base_url)
 
 
 def test_run_creates_updates_adds_and_removes_tags_and_archives(env: Env):

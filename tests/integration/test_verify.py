@@ -35,7 +35,10 @@ def runner(db: Any, emu: Emulator, base_url: str, **sync: Any) -> SyncRunner:
     api_key, user_id, business_id = emu.credentials
     config = parse_config(
         {
-            "warehouse": {"url": "unused://", "state_schema": db.schema},
+            "warehouse": {
+                "url": db.warehouse.engine.url.render_as_string(hide_password=False),
+                "state_schema": db.schema,
+            },
             "kizen": {"api_key_env": "KIZEN_SYNC_TEST_NO_SUCH_VAR"},
             "syncs": [
                 {

@@ -68,7 +68,10 @@ class Contacts:
         } | sync
         return parse_config(
             {
-                "warehouse": {"url": "unused://", "state_schema": self.db.schema},
+                "warehouse": {
+                    "url": self.db.warehouse.engine.url.render_as_string(hide_password=False),
+                    "state_schema": self.db.schema,
+                },
                 "kizen": {"api_key_env": "KIZEN_SYNC_TEST_NO_SUCH_VAR"},
                 "syncs": [spec],
             }

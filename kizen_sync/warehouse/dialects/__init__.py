@@ -6,13 +6,27 @@ from sqlalchemy.engine import Engine
 
 from kizen_sync.errors import SourceError
 from kizen_sync.warehouse.dialects.base import Dialect
+from kizen_sync.warehouse.dialects.bigquery import BigQueryDialect
+from kizen_sync.warehouse.dialects.duckdb import DuckDBDialect
 from kizen_sync.warehouse.dialects.postgresql import PostgresDialect
+from kizen_sync.warehouse.dialects.redshift import RedshiftDialect
+from kizen_sync.warehouse.dialects.snowflake import SnowflakeDialect
 from kizen_sync.warehouse.dialects.sqlite import SqliteDialect
 
 __all__ = ["DIALECTS", "Dialect", "dialect_for", "supported_names"]
 
 #: Every supported warehouse by SQLAlchemy dialect name.
-DIALECTS: dict[str, type[Dialect]] = {d.name: d for d in (PostgresDialect, SqliteDialect)}
+DIALECTS: dict[str, type[Dialect]] = {
+    d.name: d
+    for d in (
+        BigQueryDialect,
+        DuckDBDialect,
+        PostgresDialect,
+        RedshiftDialect,
+        SnowflakeDialect,
+        SqliteDialect,
+    )
+}
 
 
 def supported_names() -> list[str]:

@@ -1,0 +1,6 @@
+-- Bookkeeping of applied migrations; run before every ensure_schema() (idempotent).
+CREATE TABLE IF NOT EXISTS {schema}{prefix}schema_version (
+    version    INTEGER PRIMARY KEY,
+    name       VARCHAR(MAX) NOT NULL,
+    applied_at TIMESTAMPTZ NOT NULL
+);
