@@ -1,6 +1,8 @@
 -- kizen-sync state, audit and run tables (DuckDB).
 -- {schema} and {prefix} are substituted only after they were validated as identifiers.
--- No secondary indexes: DuckDB scans columns, and every index would slow each insert.
+-- No indexes on the tables that grow with the source (sync_state, audit, parked): DuckDB
+-- scans columns, and keeps every index (ART) wholly in memory. Keys stay unique because one
+-- run per sync writes at a time (the lease) and upserts are UPDATE + INSERT WHERE NOT EXISTS.
 
 -- The last state Kizen confirmed per source key. values_json holds the synced values (the
 -- data already lives in this warehouse); archived rows keep fingerprint NULL so that a
@@ -13,8 +15,7 @@ CREATE TABLE IF NOT EXISTS {schema}{prefix}sync_state (
     values_json text NOT NULL DEFAULT '{}',
     archived    boolean NOT NULL DEFAULT false,
     run_id      text,
-    updated_at  timestamptz NOT NULL,
-    PRIMARY KEY (sync_name, source_key)
+    updated_at  timestamptz NOT NULL
 );
 
 -- One row per HTTP attempt (attempt 0: nothing was sent, e.g. a mapping failure).
@@ -26,7 +27,7 @@ CREATE TABLE IF NOT EXISTS {schema}{prefix}sync_state (
 -- values_hash: HMAC-SHA256 of the record's values (keyed outside the warehouse), never values.
 CREATE SEQUENCE IF NOT EXISTS {schema}{prefix}audit_id_seq;
 CREATE TABLE IF NOT EXISTS {schema}{prefix}audit (
-    id             bigint PRIMARY KEY DEFAULT nextval('{schema}{prefix}audit_id_seq'),
+    id             bigint NOT NULL DEFAULT nextval('{schema}{prefix}audit_id_seq'),
     run_id         text NOT NULL,
     sync_name      text NOT NULL,
     partition_key  text,

@@ -12,6 +12,5 @@ CREATE TABLE IF NOT EXISTS {schema}{prefix}parked (
     fingerprint text NOT NULL,
     error_class text NOT NULL,
     run_id      text NOT NULL,
-    parked_at   timestamptz NOT NULL,
-    PRIMARY KEY (sync_name, source_key)
+    parked_at   timestamptz NOT NULL
 );

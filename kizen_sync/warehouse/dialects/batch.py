@@ -40,6 +40,7 @@ __all__ = [
     "insert_statements",
     "rows_source",
     "run_upsert",
+    "upsert_from",
     "upsert_statements",
 ]
 
@@ -136,18 +137,23 @@ def rows_source(table: Table, rows: list[dict[str, Any]], bind_type: BindType = 
 
 def upsert_statements(upsert: RowsUpsert, rows: list[dict[str, Any]]) -> Iterator[Executable]:
     """The statements that upsert ``rows``, :data:`BATCH_ROWS` at a time."""
-    table, keys = upsert.table, upsert.keys
     for start in range(0, len(rows), BATCH_ROWS):
-        source = rows_source(table, rows[start : start + BATCH_ROWS], upsert.bind_type)
-        if upsert.merge:
-            yield Merge(table, keys, upsert.update, source)
-            continue
-        match = and_(*(table.c[k] == source.c[k] for k in keys))
-        yield update(table).values(upsert.update(source.c)).where(match)
-        names = [c.name for c in source.c]
-        yield insert(table).from_select(
-            names, select(*source.c).where(~exists().where(match).correlate(source))
-        )
+        source = rows_source(upsert.table, rows[start : start + BATCH_ROWS], upsert.bind_type)
+        yield from upsert_from(upsert, source)
+
+
+def upsert_from(upsert: RowsUpsert, source: Subquery) -> Iterator[Executable]:
+    """The statements that upsert the rows of ``source`` (a subquery named ``s``)."""
+    table, keys = upsert.table, upsert.keys
+    if upsert.merge:
+        yield Merge(table, keys, upsert.update, source)
+        return
+    match = and_(*(table.c[k] == source.c[k] for k in keys))
+    yield update(table).values(upsert.update(source.c)).where(match)
+    names = [c.name for c in source.c]
+    yield insert(table).from_select(
+        names, select(*source.c).where(~exists().where(match).correlate(source))
+    )
 
 
 def insert_statements(

@@ -38,7 +38,6 @@ from sqlalchemy import (
     text,
 )
 from sqlalchemy import table as sql_table
-from sqlalchemy.dialects import postgresql
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.elements import ColumnElement
@@ -47,6 +46,7 @@ from sqlalchemy.types import NullType, TypeEngine
 
 from kizen_sync.warehouse.constructs import SEPARATOR, KeyBucket, RowHash
 from kizen_sync.warehouse.dialects.base import Dialect, lit
+from kizen_sync.warehouse.dialects.batch import RowsUpsert, upsert_from
 
 __all__ = ["DuckDBDialect", "duckdb_type"]
 
@@ -218,7 +218,7 @@ class DuckDBDialect(Dialect):
         """The rows as a pandas frame registered on the connection, inserted with one
         ``INSERT ... SELECT`` (DuckDB runs ``executemany`` one row at a time, ~4 ms each).
         """
-        if not isinstance(stmt, Insert):
+        if not isinstance(stmt, Insert | RowsUpsert):
             super().insert_rows(conn, stmt, table, rows)
             return
         names = list(rows[0])
@@ -227,16 +227,24 @@ class DuckDBDialect(Dialect):
         assert raw is not None
         raw.register(view, pandas.DataFrame.from_records(rows, columns=names))
         try:
-            source = select(*(cast(column(n), table.c[n].type) for n in names))
-            conn.execute(stmt.from_select(names, source.select_from(sql_table(view))))
+            frame = select(*(cast(column(n), table.c[n].type).label(n) for n in names))
+            frame = frame.select_from(sql_table(view))
+            if isinstance(stmt, RowsUpsert):
+                for statement in upsert_from(stmt, frame.subquery("s")):
+                    conn.execute(statement)
+            else:
+                conn.execute(stmt.from_select(names, frame))
         finally:
             raw.unregister(view)
 
     def upsert(
         self, table: Table, keys: list[str], update: Callable[[Any], dict[str, Any]]
     ) -> Executable:
-        """``INSERT ... ON CONFLICT (keys) DO UPDATE`` (duckdb-engine compiles PostgreSQL's)."""
-        stmt = postgresql.insert(table)
-        return stmt.on_conflict_do_update(
-            index_elements=[table.c[k] for k in keys], set_=update(stmt.excluded)
-        )
+        """``UPDATE ... FROM`` then ``INSERT ... WHERE NOT EXISTS`` from the rows' frame.
+
+        Not ``ON CONFLICT``: that needs a primary-key index, and DuckDB keeps such an index
+        (ART) wholly in memory, so a state table of millions of rows would not fit under the
+        memory limit; the state and parked tables have no index in DuckDB (one run per sync
+        at a time, the lease, keeps their keys unique).
+        """
+        return RowsUpsert(table, keys, update, merge=False)
