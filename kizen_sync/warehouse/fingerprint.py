@@ -17,7 +17,8 @@ Only new, changed and deleted rows ever leave the warehouse. Each row's fingerpr
   an RS or a US, and a length-prefixed value is read by its length, so NULL, ``''``,
   ``'NULL'`` and values containing the separator all encode differently;
 * the hash is the warehouse's own fastest 64-bit hash (``hashtextextended`` on PostgreSQL,
-  ``hash`` on DuckDB, blake2b in one Python call per row on SQLite). For N rows the chance
+  ``hash`` on DuckDB, ``HASH`` on Snowflake, ``FARM_FINGERPRINT`` on BigQuery, ``FNV_HASH``
+  on Redshift, blake2b in one Python call per row on SQLite). For N rows the chance
   that any changed row keeps its 64-bit fingerprint is about N / 2**64 (5e-14 at 1M rows).
 
 Changing the encoding or the hash moves every fingerprint once: the next run reports every
