@@ -47,6 +47,7 @@ from sqlalchemy.sql.expression import Executable
 from sqlalchemy.types import NullType, TypeEngine
 
 from kizen_sync.warehouse.constructs import NULL_MARK, Char, RowHash
+from kizen_sync.warehouse.dialects.batch import RowsUpsert, run_upsert
 
 __all__ = ["FALSY_TEXT", "Dialect", "concat", "length_prefixed", "lit", "num"]
 
@@ -350,9 +351,13 @@ class Dialect:
     ) -> None:
         """Run the INSERT (or :meth:`upsert`) ``stmt`` into ``table`` for every row of
         ``rows`` (all with the same keys): one ``executemany`` unless the warehouse has a
-        faster bulk path.
+        faster bulk path. A batch upsert (:class:`.batch.RowsUpsert`, for warehouses without
+        ``ON CONFLICT``) becomes its statements here.
         """
-        conn.execute(stmt, rows)
+        if isinstance(stmt, RowsUpsert):
+            run_upsert(conn, stmt, rows)
+        else:
+            conn.execute(stmt, rows)
 
     def upsert(
         self, table: Table, keys: list[str], update: Callable[[Any], dict[str, Any]]

@@ -20,13 +20,11 @@ from sqlalchemy import (
     JSON,
     BigInteger,
     Boolean,
-    Column,
     Connection,
     Date,
     DateTime,
     Float,
     Insert,
-    MetaData,
     Numeric,
     Table,
     Text,
@@ -35,7 +33,6 @@ from sqlalchemy import (
     column,
     func,
     select,
-    text,
 )
 from sqlalchemy import table as sql_table
 from sqlalchemy.ext.compiler import compiles
@@ -45,8 +42,9 @@ from sqlalchemy.sql.expression import Executable
 from sqlalchemy.types import NullType, TypeEngine
 
 from kizen_sync.warehouse.constructs import SEPARATOR, KeyBucket, RowHash
-from kizen_sync.warehouse.dialects.base import Dialect, lit
+from kizen_sync.warehouse.dialects.base import lit
 from kizen_sync.warehouse.dialects.batch import RowsUpsert, upsert_from
+from kizen_sync.warehouse.dialects.catalog import InformationSchemaDialect
 
 __all__ = ["DuckDBDialect", "duckdb_type"]
 
@@ -95,7 +93,7 @@ def _row_hash(element: RowHash, compiler: SQLCompiler, **kw: Any) -> str:
     )
 
 
-class DuckDBDialect(Dialect):
+class DuckDBDialect(InformationSchemaDialect):
     """DuckDB 1.1+ (``duckdb:///path.duckdb``, ``duckdb:///md:db`` for MotherDuck).
 
     The canonical text is the PostgreSQL form (see :class:`.base.Dialect.canonical_text`):
@@ -107,6 +105,7 @@ class DuckDBDialect(Dialect):
 
     name = "duckdb"
     label = "DuckDB"
+    catalog_clause = "table_catalog = current_database()"
 
     def prepare_connection(self, dbapi_conn: Any) -> None:
         """Sessions in UTC, so that ``timestamptz`` values come back in UTC; and unless the
@@ -127,49 +126,9 @@ class DuckDBDialect(Dialect):
         """Types of a query's columns from DuckDB's type objects (their names)."""
         return duckdb_type(str(type_code))
 
-    # duckdb-engine reflects through PostgreSQL's catalog queries, which DuckDB only partly
-    # emulates (and whose schema names come back as "catalog.schema"); DuckDB's own
-    # information_schema answers the same questions directly.
-
-    def schema_exists(self, conn: Connection, schema: str) -> bool:
-        """A schema of the current database."""
-        found = conn.execute(
-            text(
-                "SELECT count(*) FROM information_schema.schemata "
-                "WHERE catalog_name = current_database() AND schema_name = :schema"
-            ),
-            {"schema": schema},
-        ).scalar_one()
-        return bool(found)
-
-    def relation_names(self, conn: Connection, schema: str | None) -> list[str]:
-        """Tables and views of the schema, from ``information_schema.tables``."""
-        rows = conn.execute(
-            text(
-                "SELECT table_name FROM information_schema.tables "
-                "WHERE table_catalog = current_database() "
-                "AND table_schema = coalesce(:schema, current_schema())"
-            ),
-            {"schema": schema},
-        ).scalars()
-        return sorted(rows)
-
-    def reflect_table(self, conn: Connection, name: str, schema: str | None) -> Table:
-        """Columns and types from ``information_schema.columns``."""
-        rows = conn.execute(
-            text(
-                "SELECT column_name, data_type FROM information_schema.columns "
-                "WHERE table_catalog = current_database() "
-                "AND table_schema = coalesce(:schema, current_schema()) "
-                "AND table_name = :name ORDER BY ordinal_position"
-            ),
-            {"schema": schema, "name": name},
-        ).all()
-        return Table(name, MetaData(), *(Column(c, duckdb_type(t)) for c, t in rows), schema=schema)
-
-    def has_table(self, conn: Connection, name: str, schema: str | None) -> bool:
-        """A table of the schema (``information_schema``)."""
-        return name in self.relation_names(conn, schema)
+    def column_type(self, data_type: str, scale: int | None) -> TypeEngine[Any]:
+        """DuckDB's type names (:func:`duckdb_type`)."""
+        return duckdb_type(data_type)
 
     def epoch_micros(self, col: ColumnElement[Any]) -> ColumnElement[int]:
         """``epoch_us`` (exact; dates count from their midnight)."""

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from sqlalchemy import VARCHAR, Connection, DateTime, Table, Text, func, literal_column
+from sqlalchemy import VARCHAR, DateTime, Table, Text, func, literal_column
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.elements import ColumnElement
@@ -20,7 +20,7 @@ from sqlalchemy.types import TypeEngine
 
 from kizen_sync.warehouse.constructs import SEPARATOR, KeyBucket, RowHash
 from kizen_sync.warehouse.dialects.base import Dialect
-from kizen_sync.warehouse.dialects.batch import RowsUpsert, run_upsert
+from kizen_sync.warehouse.dialects.batch import RowsUpsert
 
 __all__ = ["RedshiftDialect"]
 
@@ -76,15 +76,6 @@ class RedshiftDialect(Dialect):
     def bind_type(self, kind: TypeEngine[Any]) -> TypeEngine[Any]:
         """Text columns are ``VARCHAR(MAX)`` (65535 bytes)."""
         return VARCHAR(65535) if isinstance(kind, Text) else kind
-
-    def insert_rows(
-        self, conn: Connection, stmt: Executable, table: Table, rows: list[dict[str, Any]]
-    ) -> None:
-        """Batches for upserts (:mod:`.batch`); plain inserts through ``executemany``."""
-        if isinstance(stmt, RowsUpsert):
-            run_upsert(conn, stmt, rows)
-        else:
-            super().insert_rows(conn, stmt, table, rows)
 
     def upsert(
         self, table: Table, keys: list[str], update: Callable[[Any], dict[str, Any]]

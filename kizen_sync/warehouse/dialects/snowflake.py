@@ -17,12 +17,10 @@ from sqlalchemy import (
     JSON,
     BigInteger,
     Boolean,
-    Column,
     Connection,
     Date,
     DateTime,
     Float,
-    MetaData,
     Numeric,
     Table,
     Text,
@@ -30,7 +28,6 @@ from sqlalchemy import (
     cast,
     func,
     literal_column,
-    text,
 )
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.compiler import SQLCompiler
@@ -39,8 +36,9 @@ from sqlalchemy.sql.expression import Executable
 from sqlalchemy.types import NullType, TypeEngine
 
 from kizen_sync.warehouse.constructs import SEPARATOR, Char, KeyBucket, RowHash
-from kizen_sync.warehouse.dialects.base import Dialect, lit
-from kizen_sync.warehouse.dialects.batch import RowsUpsert, run_upsert
+from kizen_sync.warehouse.dialects.base import lit
+from kizen_sync.warehouse.dialects.batch import RowsUpsert
+from kizen_sync.warehouse.dialects.catalog import InformationSchemaDialect
 
 __all__ = ["SnowflakeDialect"]
 
@@ -114,7 +112,7 @@ def _row_hash(element: RowHash, compiler: SQLCompiler, **kw: Any) -> str:
     return f"TO_VARCHAR(HASH({joined}))"
 
 
-class SnowflakeDialect(Dialect):
+class SnowflakeDialect(InformationSchemaDialect):
     """Snowflake (``snowflake://user:${PASSWORD}@account/database/schema?warehouse=wh``).
 
     ``HASH`` (64-bit) fingerprints the canonical text; numbers are ``NUMBER(p, s)`` whatever
@@ -142,48 +140,20 @@ class SnowflakeDialect(Dialect):
         make = _TYPE_CODES.get(type_code) if isinstance(type_code, int) else None
         return make() if make is not None else NullType()
 
-    # Reflection through INFORMATION_SCHEMA: one query each, names folded as SQLAlchemy's
-    # Snowflake dialect folds them (upper case in Snowflake, lower case in Python).
+    # Names in INFORMATION_SCHEMA are folded as SQLAlchemy's Snowflake dialect folds them
+    # (upper case in Snowflake, lower case in Python).
 
-    def _fold(self, name: str | None) -> str | None:
+    def fold(self, name: str | None) -> str | None:
+        """Upper case, as Snowflake stores unquoted names."""
         return None if name is None else self.engine.dialect.denormalize_name(name)
 
-    def schema_exists(self, conn: Connection, schema: str) -> bool:
-        """A schema of the current database."""
-        found = conn.execute(
-            text("SELECT count(*) FROM information_schema.schemata WHERE schema_name = :schema"),
-            {"schema": self._fold(schema)},
-        ).scalar_one()
-        return bool(found)
+    def unfold(self, name: str) -> str:
+        """Lower case, as SQLAlchemy spells case-insensitive names."""
+        return str(self.engine.dialect.normalize_name(name))
 
-    def relation_names(self, conn: Connection, schema: str | None) -> list[str]:
-        """Tables and views of the schema (the connection's by default)."""
-        rows = conn.execute(
-            text(
-                "SELECT table_name FROM information_schema.tables "
-                "WHERE table_schema = coalesce(:schema, current_schema())"
-            ),
-            {"schema": self._fold(schema)},
-        ).scalars()
-        return sorted(self.engine.dialect.normalize_name(r) for r in rows)
-
-    def reflect_table(self, conn: Connection, name: str, schema: str | None) -> Table:
-        """Columns and their types from ``information_schema.columns``."""
-        rows = conn.execute(
-            text(
-                "SELECT column_name, data_type, numeric_scale FROM information_schema.columns "
-                "WHERE table_schema = coalesce(:schema, current_schema()) "
-                "AND table_name = :name ORDER BY ordinal_position"
-            ),
-            {"schema": self._fold(schema), "name": self._fold(name)},
-        ).all()
-        normalize = self.engine.dialect.normalize_name
-        columns = [Column(normalize(c), _column_type(t, scale)) for c, t, scale in rows]
-        return Table(name, MetaData(), *columns, schema=schema)
-
-    def has_table(self, conn: Connection, name: str, schema: str | None) -> bool:
-        """A table of the schema (``information_schema``)."""
-        return name in self.relation_names(conn, schema)
+    def column_type(self, data_type: str, scale: int | None) -> TypeEngine[Any]:
+        """Snowflake's type names; NUMBER(p, 0) is an integer."""
+        return _column_type(data_type, scale)
 
     def epoch_micros(self, col: ColumnElement[Any]) -> ColumnElement[int]:
         """``DATE_PART(EPOCH_MICROSECOND, col)`` (UTC for TIMESTAMP_TZ / LTZ)."""
@@ -223,17 +193,6 @@ class SnowflakeDialect(Dialect):
     def json_text(self, col: ColumnElement[Any]) -> ColumnElement[str]:
         """``TO_JSON``: Snowflake keeps an OBJECT's keys sorted."""
         return func.to_json(col)
-
-    def insert_rows(
-        self, conn: Connection, stmt: Executable, table: Table, rows: list[dict[str, Any]]
-    ) -> None:
-        """``MERGE`` batches for upserts (:mod:`.batch`); plain inserts go through the
-        connector's ``executemany``, which sends one multi-row INSERT.
-        """
-        if isinstance(stmt, RowsUpsert):
-            run_upsert(conn, stmt, rows)
-        else:
-            super().insert_rows(conn, stmt, table, rows)
 
     def upsert(
         self, table: Table, keys: list[str], update: Callable[[Any], dict[str, Any]]
