@@ -99,7 +99,7 @@ class StateIntegrity:
     """
 
     def __init__(self, warehouse: Warehouse, tables: StateTables, sync: SyncConfig) -> None:
-        self.warehouse = warehouse
+        self.warehouse = warehouse.state_warehouse  # the state database, when it is another
         self.tables = tables
         self.sync = sync
 

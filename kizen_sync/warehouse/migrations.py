@@ -105,10 +105,10 @@ class Migrator:
         """Handles (``state``, ``audit``, ...) of the tables a migrated schema lacks; empty
         before the first migration (nothing is "missing" from a fresh warehouse).
         """
+        dialect = self.warehouse.sql_dialect
         with self.warehouse.engine.connect() as conn:
-            inspector = inspect(conn)
             schema = self.warehouse.state_schema
-            if not inspector.has_table(self.tables.version.name, schema=schema):
+            if not dialect.has_table(conn, self.tables.version.name, schema):
                 return []
             handles = {
                 "state": self.tables.state,
@@ -117,7 +117,7 @@ class Migrator:
                 "leases": self.tables.leases,
                 "parked": self.tables.parked,
             }
-            return [h for h, t in handles.items() if not inspector.has_table(t.name, schema)]
+            return [h for h, t in handles.items() if not dialect.has_table(conn, t.name, schema)]
 
     def _report_recreated(self, missing: list[str]) -> None:
         for handle in missing:
@@ -157,7 +157,9 @@ class Migrator:
         """Run one DDL statement; applying a file again skips a column that exists already
         (SQLite has no ``ADD COLUMN IF NOT EXISTS``).
         """
-        if not again or "ADD COLUMN" not in statement.upper():
+        upper = statement.upper()
+        # ADD COLUMN IF NOT EXISTS needs no savepoint (DuckDB has none).
+        if not again or "ADD COLUMN" not in upper or "IF NOT EXISTS" in upper:
             conn.exec_driver_sql(statement)
             return
         try:

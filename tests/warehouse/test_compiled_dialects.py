@@ -180,6 +180,7 @@ def write_statements(warehouse: Warehouse) -> Iterator[Executable]:
             "updated_at": _now(),
             "fingerprint": f"{i}",
             "values_json": '{"name": "O\'Brien"}',
+            "identity": f"s{i}@example.com",
             "archived": False,
         }
         for i in range(3)
