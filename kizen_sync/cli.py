@@ -412,7 +412,11 @@ def _apply(
 @cli.command()
 @config_option
 @sync_option
-@click.option("--full-refresh", is_flag=True, help="Compare and send every field of every row.")
+@click.option(
+    "--full-refresh",
+    is_flag=True,
+    help="Compare every row field by field with what Kizen confirmed; send only what differs.",
+)
 @click.option("--max-records", type=click.IntRange(min=1), help="Cap on writes this run.")
 @click.option(
     "--include-parked",
@@ -459,7 +463,9 @@ def retry(config: Path, syncs: tuple[str, ...], wait_s: float | None, as_json: b
 @cli.command()
 @config_option
 @sync_option
-@click.option("--full-refresh", is_flag=True, help="Plan every field of every row.")
+@click.option(
+    "--full-refresh", is_flag=True, help="Compare every row field by field, not by fingerprint."
+)
 @click.option("--max-records", type=click.IntRange(min=1), help="Cap on planned writes.")
 @click.option("--include-parked", is_flag=True, help="Plan parked failures again too.")
 @json_option
