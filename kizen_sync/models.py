@@ -98,6 +98,10 @@ class ChangedRow:
     row: dict[str, Any] | None  # source columns by name; None for DELETED
     state: StateRow | None  # None for NEW
     fingerprint: str | None  # current fingerprint; None for DELETED
+    #: Why the warehouse cannot hand this row over (bytes that are not UTF-8); the planner
+    #: fails the record, naming ``problem_column``. ``row`` and ``fingerprint`` are None.
+    problem: str | None = None
+    problem_column: str | None = None
 
 
 @dataclass(frozen=True)

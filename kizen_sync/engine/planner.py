@@ -336,6 +336,15 @@ def plan_row(
         The op; a FAIL op (never an exception) when a value cannot be mapped, with a
         :class:`~kizen_sync.errors.MappingError` as ``error``.
     """
+    if change.problem:
+        return PlannedOp(
+            op=Operation.FAIL,
+            source_key=change.source_key,
+            kizen_id=change.state.kizen_id if change.state is not None else None,
+            error=RowStateError(
+                change.problem, source_key=change.source_key, column=change.problem_column
+            ),
+        )
     if change.state is not None and change.state.problem:
         # A damaged state row must not route a write (its id or values cannot be trusted).
         return PlannedOp(

@@ -121,7 +121,14 @@ class Resolver:
         spec = sync.identifier_mapping
         self._field = spec.field if spec is not None else "identifier"
         self._secret = bool(spec is not None and spec.sensitive)
-        # first pass
+        self.restart()
+        # damaged state
+        self._damaged: dict[str, tuple[str, list[str]]] = {
+            key: (kizen_id, keys) for kizen_id, keys in self.shared_ids.items() for key in keys
+        }
+
+    def restart(self) -> None:
+        """Forget what the first pass observed (it is starting again)."""
         self._identities = _Claims()
         self._ids = _Claims()
         self._archive_ids: dict[int, str] = {}  # id hash -> key, of the archives (few)
@@ -132,10 +139,6 @@ class Resolver:
         self._involved: dict[str, set[str]] = {}
         self._leaving_keys = {key for rows in self.leaving.values() for key, _ in rows}
         self._late = _Claims()  # second-pass claims
-        # damaged state
-        self._damaged: dict[str, tuple[str, list[str]]] = {
-            key: (kizen_id, keys) for kizen_id, keys in self.shared_ids.items() for key in keys
-        }
         self.finished = False
 
     # --- plan (both passes) ---------------------------------------------------------------

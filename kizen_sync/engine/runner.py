@@ -82,6 +82,7 @@ from kizen_sync.warehouse import (
 )
 from kizen_sync.warehouse.integrity import StateIntegrity, way_out
 from kizen_sync.warehouse.lease import Lease, Leases
+from kizen_sync.warehouse.unreadable import UnreadableRows
 
 __all__ = ["SyncRunner", "client_settings_from_config"]
 
@@ -606,7 +607,28 @@ class SyncRunner:
         """One planning pass: counts per operation, rejected samples, and (when ``keep`` and
         small enough) the ops themselves for the apply. Keys of ``watch`` met in the stream
         are noted in ``seen``.
+
+        A pass that meets rows the warehouse cannot hand over (bytes that are not UTF-8,
+        :mod:`kizen_sync.warehouse.unreadable`) starts again without them: they come out as
+        failed records at the end of the stream. Planning sends nothing, so starting again
+        is free of side effects.
         """
+        while True:
+            try:
+                return self._plan_pass(scope, kizen, options, keep, watch)
+            except UnreadableRows as found:
+                self.log.warning("%s", found.message)
+                if scope.resolver is not None:
+                    scope.resolver.restart()
+
+    def _plan_pass(
+        self,
+        scope: _Scope,
+        kizen: _Kizen,
+        options: RunOptions,
+        keep: bool,
+        watch: Collection[str],
+    ) -> _Plan:
         plan = _Plan(ops=[] if keep else None, watch=watch)
         parked: set[str] = set()
         resolver = scope.resolver

@@ -50,10 +50,11 @@ from kizen_sync.models import ChangedRow, ChangeKind, Partition, StateRow
 from kizen_sync.warehouse.constructs import KeyBucket
 from kizen_sync.warehouse.dialects.base import lit
 from kizen_sync.warehouse.engine import Warehouse
-from kizen_sync.warehouse.fingerprint import fingerprint_expr
+from kizen_sync.warehouse.fingerprint import fingerprint_columns, fingerprint_expr
 from kizen_sync.warehouse.integrity import state_row
 from kizen_sync.warehouse.source import Source
 from kizen_sync.warehouse.state import StateStore
+from kizen_sync.warehouse.unreadable import Unreadable
 
 __all__ = ["ArchiveCounts", "ChangeDetector", "ChangeTally", "DiffCounts"]
 
@@ -179,6 +180,8 @@ class ChangeDetector:
         self.source = source if source is not None else Source(warehouse, sync)
         self.store = StateStore(warehouse)
         self._check_keys = check_keys
+        read = [*sync.source.primary_key, *self.source.row_columns, *fingerprint_columns(sync)]
+        self._unreadable = Unreadable(warehouse, self.source, list(dict.fromkeys(read)))
         #: With the state in another database, the diff joins this copy of the sync's keys
         #: and fingerprints, loaded into the source warehouse before each diff.
         self.mirror: Table | None = None
@@ -200,7 +203,7 @@ class ChangeDetector:
         """
         assert self.mirror is not None
         mirror, state = self.mirror, self.store.tables.state
-        columns = ["sync_name", "source_key", "kizen_id", "fingerprint", "archived"]
+        columns = ["sync_name", "source_key", "kizen_id", "fingerprint", "archived", "identity"]
         read = select(*(state.c[c] for c in columns)).where(state.c.sync_name == self.sync.name)
         source, dialect = self.warehouse, self.warehouse.sql_dialect
         now = datetime.now(UTC)
@@ -266,7 +269,7 @@ class ChangeDetector:
             st_q = st_q.where(KeyBucket(state.c.source_key, partition.buckets) == partition.bucket)
         if keys is not None:
             st_q = st_q.where(state.c.source_key.in_(keys))
-        return st_q
+        return self._unreadable.exclude_state(st_q, state.c.source_key, partition)
 
     def _source_query(
         self,
@@ -281,7 +284,7 @@ class ChangeDetector:
             src_q = src_q.where(where)
         if keys is not None:
             src_q = src_q.where(self.source.key_expr().in_(keys))
-        return src_q
+        return self._unreadable.exclude_source(src_q, partition)
 
     def _diff(
         self,
@@ -454,8 +457,24 @@ class ChangeDetector:
     def counts(
         self, partition: Partition | None = None, only_keys: Collection[str] | None = None
     ) -> DiffCounts:
-        """How many rows are new, changed, deleted, unchanged; no row leaves the warehouse."""
+        """How many rows are new, changed, deleted, unchanged; no row leaves the warehouse.
+
+        Unreadable rows (:mod:`.unreadable`) are left out and counted as changed.
+        """
         self._prepare(partition)
+        while True:
+            try:
+                counts = self._counts(partition, only_keys)
+            except SourceError as exc:
+                if not self._unreadable.is_decode_error(exc):
+                    raise
+                if self._unreadable.locate(self._source_query, partition, only_keys) is None:
+                    raise
+                continue
+            extra = len(self._unreadable.keys(partition))
+            return replace(counts, changed=counts.changed + extra)
+
+    def _counts(self, partition: Partition | None, only_keys: Collection[str] | None) -> DiffCounts:
         totals = dict.fromkeys(
             ("new", "changed", "deleted", "unchanged", "synced", "source_rows"), 0
         )
@@ -510,7 +529,22 @@ class ChangeDetector:
             for stmt in self.change_statements(
                 partition, keys, full_refresh=full_refresh, skip_parked=skip_parked
             ):
-                yield from self._stream(stmt, names, chunk_size)
+                yield from self._stream(stmt, names, chunk_size, partition, keys)
+        yield from self._unreadable_changes(partition, only_keys, chunk_size)
+
+    def _unreadable_changes(
+        self, partition: Partition | None, only_keys: Collection[str] | None, chunk_size: int
+    ) -> Iterator[list[ChangedRow]]:
+        """The rows set aside as unreadable, each as a change carrying its problem."""
+        keys = self._unreadable.keys(partition)
+        if only_keys is not None:
+            keys = [k for k in keys if k in set(only_keys)]
+        if not keys:
+            return
+        states = self.store.load_state(self.sync, keys)
+        rows = [c for c in self._unreadable.changes(partition, states) if c.source_key in keys]
+        for start in range(0, len(rows), chunk_size):
+            yield rows[start : start + chunk_size]
 
     def change_statements(
         self,
@@ -556,8 +590,16 @@ class ChangeDetector:
         return out
 
     def _stream(
-        self, stmt: Select[Any], names: list[str], chunk_size: int
+        self,
+        stmt: Select[Any],
+        names: list[str],
+        chunk_size: int,
+        partition: Partition | None,
+        keys: Sequence[str] | None,
     ) -> Iterator[list[ChangedRow]]:
+        """Stream ``stmt``; a value that cannot be read raises :class:`UnreadableRows` once
+        every such row in scope is set aside, so that the caller reads again.
+        """
         try:
             with self.warehouse.engine.connect() as conn:
                 result = conn.execution_options(stream_results=True, yield_per=chunk_size).execute(
@@ -567,6 +609,10 @@ class ChangeDetector:
                     rows = [self._changed_row(r._mapping, names) for r in part]
                     yield self._with_state_values(rows) if self.mirror is not None else rows
         except sa_exc.DBAPIError as exc:
+            if self._unreadable.is_decode_error(exc):
+                found = self._unreadable.locate(self._source_query, partition, keys)
+                if found is not None:
+                    raise found from None
             raise SourceError(
                 f"sync {self.sync.name!r}: diff failed on {self.warehouse.describe()}: "
                 f"{self.warehouse.safe_message(exc)}",

@@ -39,6 +39,7 @@ from sqlalchemy import (
     literal_column,
     not_,
     select,
+    true,
 )
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import Engine
@@ -118,6 +119,10 @@ class Dialect:
     #: The DDL files' ``{schema}`` is quoted as SQLAlchemy quotes it (only when needed), where
     #: quoting changes the name: Snowflake folds unquoted names to upper case.
     ddl_quotes_like_sqlalchemy: ClassVar[bool] = False
+    #: Text columns may hold bytes the driver cannot decode (SQLite keeps text as given): a
+    #: read that fails with :meth:`is_text_decode_error` makes the diff look for such rows
+    #: with :meth:`text_valid` and fail them one by one (:mod:`..unreadable`).
+    undecodable_text: ClassVar[bool] = False
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
@@ -367,6 +372,14 @@ class Dialect:
         columns (``EXCLUDED`` in PostgreSQL and SQLite).
         """
         raise NotImplementedError(f"{self.label or self.name} has no upsert")
+
+    def is_text_decode_error(self, error: BaseException) -> bool:
+        """A read failed because a value's bytes are not valid text (never, by default)."""
+        return False
+
+    def text_valid(self, col: ColumnElement[Any]) -> ColumnElement[bool]:
+        """True where ``col``'s value can be read as text (always, by default)."""
+        return true()
 
     # --- run lease ------------------------------------------------------------------------
 

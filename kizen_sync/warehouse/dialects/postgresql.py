@@ -23,6 +23,7 @@ from sqlalchemy import (
     cast,
     extract,
     func,
+    literal,
     not_,
     text,
 )
@@ -38,6 +39,9 @@ from kizen_sync.warehouse.constructs import SEPARATOR, KeyBucket, RowHash
 from kizen_sync.warehouse.dialects.base import Dialect, length_prefixed, lit
 
 __all__ = ["PostgresDialect"]
+
+#: JSON text that ``jsonb`` refuses: a NUL or a lone surrogate written as an escape.
+_JSONB_REFUSES = r"\\u(0000|d[89a-f])"
 
 #: pg_advisory_xact_lock id shared by every kizen-sync process creating the state tables.
 MIGRATION_LOCK_ID = 0x6B697A656E
@@ -84,7 +88,8 @@ class PostgresDialect(Dialect):
     from 14; older servers ``to_char`` of the UTC time), dates as their epoch, numerics with
     trailing zeros trimmed (1.5 and 1.50 agree), booleans as ``t``/``f``, JSON through
     ``jsonb`` (keys sorted, so a document whose keys come back in another order is not a
-    change), text length-prefixed by its byte length. The hash is ``hashtextextended``
+    change; a ``json`` document that ``jsonb`` refuses keeps its own text), text
+    length-prefixed by its byte length. The hash is ``hashtextextended``
     (PostgreSQL 11+), the cheapest 64-bit hash the server has; older servers use md5.
     """
 
@@ -135,8 +140,18 @@ class PostgresDialect(Dialect):
             as_text = cast(col, Text)
             trimmed = func.rtrim(func.rtrim(as_text, lit("0")), lit("."))
             return case((func.strpos(as_text, lit(".")) > 0, trimmed), else_=as_text)
-        if isinstance(kind, JSON | JSONB):
-            return length_prefixed(cast(cast(col, JSONB), Text), func.octet_length)
+        if isinstance(kind, JSONB):
+            return length_prefixed(cast(col, Text), func.octet_length)  # keys in jsonb's order
+        if isinstance(kind, JSON):
+            # Through jsonb (keys sorted), except a document jsonb refuses (``\u0000``, a lone
+            # surrogate escape), which would fail the whole diff: that one keeps its own text,
+            # marked so that it never equals a normalised one.
+            as_text = cast(col, Text)
+            refused = as_text.op("~*")(literal(_JSONB_REFUSES, Text))
+            normal = cast(cast(col, JSONB), Text)
+            return length_prefixed(
+                case((refused, lit("~").op("||")(as_text)), else_=normal), func.octet_length
+            )
         return length_prefixed(cast(col, Text), func.octet_length)
 
     @contextmanager

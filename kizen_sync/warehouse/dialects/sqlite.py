@@ -14,7 +14,19 @@ from contextlib import contextmanager
 from datetime import UTC, date, datetime
 from typing import Any
 
-from sqlalchemy import Connection, Select, Table, Text, and_, bindparam, func, or_, select
+from sqlalchemy import (
+    Connection,
+    LargeBinary,
+    Select,
+    Table,
+    Text,
+    and_,
+    bindparam,
+    cast,
+    func,
+    or_,
+    select,
+)
 from sqlalchemy.dialects import sqlite
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.compiler import SQLCompiler
@@ -72,6 +84,15 @@ def sqlite_fingerprint(*values: Any) -> str:
     return hashlib.blake2b(encoded, digest_size=8).hexdigest()
 
 
+def _utf8_ok(value: Any) -> int:
+    """1 when ``value`` (a BLOB) is valid UTF-8 (the ``kizen_utf8_ok`` SQL function)."""
+    try:
+        bytes(value).decode("utf-8")
+    except (TypeError, UnicodeDecodeError):
+        return 0
+    return 1
+
+
 def _bucket(key: str | None, buckets: int) -> int | None:
     return None if key is None else bucket_of(key, buckets)
 
@@ -117,6 +138,7 @@ class SqliteDialect(Dialect):
     # SQLite builds an IN list once (an ephemeral index); NOT EXISTS would rescan per row.
     missing_keys_by_not_in = True
     has_schemas = False
+    undecodable_text = True
 
     def prepare_connection(self, dbapi_conn: Any) -> None:
         """Register the fingerprint functions; file databases switch to WAL, so that a sync
@@ -126,6 +148,7 @@ class SqliteDialect(Dialect):
         dbapi_conn.create_function("kizen_fingerprint", -1, sqlite_fingerprint, deterministic=True)
         dbapi_conn.create_function("kizen_canonical", 1, sqlite_canonical, deterministic=True)
         dbapi_conn.create_function("kizen_bucket", 2, _bucket, deterministic=True)
+        dbapi_conn.create_function("kizen_utf8_ok", 1, _utf8_ok, deterministic=True)
         database = self.engine.url.database or ""
         if database not in ("", ":memory:") and "mode=memory" not in database:
             dbapi_conn.execute("PRAGMA journal_mode=WAL")
@@ -152,6 +175,17 @@ class SqliteDialect(Dialect):
                 ),
             ),
         )
+
+    def is_text_decode_error(self, error: BaseException) -> bool:
+        """sqlite3 could not decode a value: in a row it returns, or in the arguments of a
+        Python function (the fingerprint's), which it reports only as "raised exception".
+        """
+        message = str(getattr(error, "orig", None) or error)
+        return "Could not decode to UTF-8" in message or "function raised exception" in message
+
+    def text_valid(self, col: ColumnElement[Any]) -> ColumnElement[bool]:
+        """Not text, or text whose raw bytes decode as UTF-8 (read as a BLOB: no decoding)."""
+        return or_(func.typeof(col) != "text", func.kizen_utf8_ok(cast(col, LargeBinary)) == 1)
 
     def cursor_value(self, col: ColumnElement[Any]) -> ColumnElement[Any]:
         """SQLite keeps timestamps as text; ``datetime()`` normalises 'T' / ' ' and offsets."""
