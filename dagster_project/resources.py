@@ -18,7 +18,7 @@ import dagster as dg
 from pydantic import Field
 
 from kizen_sync.client import ClientSettings
-from kizen_sync.config import KizenConfig, ProjectConfig
+from kizen_sync.config import KizenConfig, ProjectConfig, StateDatabaseConfig, WarehouseConfig
 from kizen_sync.engine.runner import SyncRunner
 from kizen_sync.warehouse import StateStore, Warehouse
 
@@ -44,10 +44,34 @@ class WarehouseResource(dg.ConfigurableResource):
     table_prefix: str = Field(
         default="kizen_sync_", description="Prefix of the state, audit and runs tables."
     )
+    state_url: str | None = Field(
+        default=None,
+        description="SQLAlchemy URL of a separate state database (file key warehouse.state.url); "
+        "None: the state tables live in the warehouse.",
+    )
+    scratch_schema: str | None = Field(
+        default=None, description="Schema of the warehouse for the fingerprint mirror."
+    )
 
     def get_warehouse(self) -> Warehouse:
-        """A new :class:`Warehouse` owning its engine; use it in a ``with`` block to close it."""
-        return Warehouse(self.url, state_schema=self.state_schema, table_prefix=self.table_prefix)
+        """A new :class:`Warehouse` owning its engine(s); use it in a ``with`` block to close it.
+
+        Built by the library from the same section the CLI reads, so a separate state database
+        (``warehouse.state``) works in Dagster exactly as it does in the CLI.
+        """
+        state = (
+            None
+            if self.state_url is None
+            else StateDatabaseConfig(url=self.state_url, scratch_schema=self.scratch_schema)
+        )
+        return Warehouse.from_config(
+            WarehouseConfig(
+                url=self.url,
+                state_schema=self.state_schema,
+                table_prefix=self.table_prefix,
+                state=state,
+            )
+        )
 
 
 class KizenResource(dg.ConfigurableResource):
@@ -112,12 +136,12 @@ def open_runner(
         yield runner
 
 
-def _warehouse_url(project: ProjectConfig) -> Any:
+def _shown_url(config: WarehouseConfig | StateDatabaseConfig) -> Any:
     """``dg.EnvVar(VAR)`` when the file says ``url: ${VAR}``, so that a URL carrying a
     password is never shown as a resource value in the UI; the file's value otherwise.
     """
-    match = _WHOLE_ENV_REF.match(project.warehouse.url_as_written)
-    return dg.EnvVar(match.group(1)) if match else project.warehouse.url
+    match = _WHOLE_ENV_REF.match(config.url_as_written)
+    return dg.EnvVar(match.group(1)) if match else config.url
 
 
 def build_resources(project: ProjectConfig, sync_file: Path) -> dict[str, Any]:
@@ -127,10 +151,13 @@ def build_resources(project: ProjectConfig, sync_file: Path) -> dict[str, Any]:
     environment when a run starts (the same precedence as the CLI).
     """
     kizen = project.kizen
+    section = project.warehouse
     warehouse = WarehouseResource(
-        url=_warehouse_url(project),
-        state_schema=project.warehouse.state_schema,
-        table_prefix=project.warehouse.table_prefix,
+        url=_shown_url(section),
+        state_schema=section.state_schema,
+        table_prefix=section.table_prefix,
+        state_url=None if section.state is None else _shown_url(section.state),
+        scratch_schema=None if section.state is None else section.state.scratch_schema,
     )
     return {
         "warehouse": warehouse,

@@ -125,7 +125,21 @@ def _warehouse_url(url: str) -> str:
     return url
 
 
-class StateDatabaseConfig(_Model):
+class _WrittenUrl(_Model):
+    """A model with a ``url`` that also remembers how the file spelled it."""
+
+    url: str
+    _url_as_written: str | None = PrivateAttr(default=None)
+
+    @property
+    def url_as_written(self) -> str:
+        """The URL as the file spells it, before ``${VAR}`` expansion: safe to show, since a
+        password in the URL normally comes from the environment.
+        """
+        return self._url_as_written if self._url_as_written is not None else self.url
+
+
+class StateDatabaseConfig(_WrittenUrl):
     """A database of its own for the state, audit, runs and lease tables (``warehouse.state``).
 
     The diff still runs in the source warehouse: each diff first loads the sync's keys and
@@ -151,7 +165,7 @@ class StateDatabaseConfig(_Model):
         return None if v is None else _identifier(v, "schema")
 
 
-class WarehouseConfig(_Model):
+class WarehouseConfig(_WrittenUrl):
     """Where the source rows live, and where kizen-sync keeps its state and audit tables."""
 
     url: str = Field(
@@ -169,14 +183,6 @@ class WarehouseConfig(_Model):
         description="Keep state, audit, runs and leases in another database (state_schema "
         "then names a schema there); default: in the source warehouse.",
     )
-    _url_as_written: str | None = PrivateAttr(default=None)
-
-    @property
-    def url_as_written(self) -> str:
-        """The URL as the file spells it, before ``${VAR}`` expansion: safe to show, since a
-        password in the URL normally comes from the environment.
-        """
-        return self._url_as_written if self._url_as_written is not None else self.url
 
     @field_validator("url")
     @classmethod
@@ -681,6 +687,11 @@ def _loc(loc: Iterable[Any]) -> str:
     return out or "(file)"
 
 
+def _remember_url(model: _WrittenUrl, written: Mapping[str, Any]) -> None:
+    if isinstance(written.get("url"), str):
+        model._url_as_written = written["url"]
+
+
 def parse_config(data: Any, *, source: str | None = None) -> ProjectConfig:
     """Validate already-parsed YAML data; raise ConfigError with every problem."""
     if not isinstance(data, Mapping):
@@ -701,8 +712,10 @@ def parse_config(data: Any, *, source: str | None = None) -> ProjectConfig:
     if problems:
         raise ConfigError(problems, source=source)
     written = data.get("warehouse")
-    if isinstance(written, Mapping) and isinstance(written.get("url"), str):
-        config.warehouse._url_as_written = written["url"]
+    if isinstance(written, Mapping):
+        _remember_url(config.warehouse, written)
+        if config.warehouse.state is not None and isinstance(written.get("state"), Mapping):
+            _remember_url(config.warehouse.state, written["state"])
     return config
 
 

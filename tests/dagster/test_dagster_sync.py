@@ -5,7 +5,11 @@ from __future__ import annotations
 import json
 
 import dagster as dg
+import yaml
 from dagster_world import Project, checks, materializations, metadata_values, observations
+from sqlalchemy import create_engine, inspect
+
+from dagster_project.build import build_definitions
 
 
 def test_scheduled_sync_creates_then_sends_nothing(project: Project) -> None:
@@ -174,3 +178,34 @@ def test_mass_archive_guard_stops_before_any_delete(project: Project) -> None:
     assert "would archive 20 of 25" in (failure.description or "")
     assert project.emulator.request_log.total(method="DELETE") == 0
     assert len(project.emulator.records("client_client")) == 25
+
+
+def test_a_separate_state_database_works_in_dagster_as_in_the_cli(project: Project) -> None:
+    """``warehouse.state``: the resource builds the same two-database warehouse as the CLI."""
+    state_db = project.workdir / "state.db"
+    path = project.sync_file()
+    data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    data["warehouse"]["state"] = {"url": f"sqlite:///{state_db}"}
+    path.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
+    defs = build_definitions(path)
+
+    first = project.run_job(defs, "contacts_sync")
+
+    assert first.success
+    assert len(project.emulator.records("client_client")) == 25
+    engines = {
+        name: create_engine(url)
+        for name, url in (("state", f"sqlite:///{state_db}"), ("source", project.warehouse_url))
+    }
+    try:
+        tables = {name: set(inspect(e).get_table_names()) for name, e in engines.items()}
+    finally:
+        for engine in engines.values():
+            engine.dispose()
+    assert "kizen_sync_sync_state" in tables["state"]
+    assert "kizen_sync_sync_state" not in tables["source"]
+    writes = project.writes()
+    second = project.run_job(defs, "contacts_sync")
+    assert second.success
+    assert metadata_values(materializations(second, "kizen/contacts")[0])["unchanged"] == 25
+    assert project.writes() == writes
