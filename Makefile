@@ -15,6 +15,7 @@ demo: setup
 test: setup lint typecheck
 	@./scripts/ensure-postgres.sh
 	@./scripts/ensure-chromium.sh
+	@./scripts/ensure-broker.sh
 	@$(BIN)/pytest -q
 
 lint:

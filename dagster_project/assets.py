@@ -38,6 +38,7 @@ from dagster_project.metadata import (
     run_metadata,
 )
 from dagster_project.partitions import partition_for_key, partitions_for, record_partitions
+from dagster_project.pools import kizen_pool
 from dagster_project.resources import KizenResource, WarehouseResource, open_runner
 from dagster_project.run_config import BackfillRunConfig, SyncRunConfig
 from dagster_project.translator import AssetRole, KizenSyncTranslator, KizenSyncTranslatorData
@@ -47,10 +48,8 @@ from kizen_sync.errors import FatalError
 from kizen_sync.models import RunCounts, RunOptions, RunReport
 from kizen_sync.warehouse.stage import stage_frame
 
-__all__ = ["KIZEN_POOL", "SyncAssets", "build_sync_assets", "sync_specs"]
+__all__ = ["SyncAssets", "build_sync_assets", "sync_specs"]
 
-#: Dagster pool shared by every step that writes to Kizen: one rate limit across runs.
-KIZEN_POOL = "kizen_api"
 _SAMPLE = 20
 _ROLES: tuple[AssetRole, ...] = ("source", "plan", "sync", "backfill")
 
@@ -290,7 +289,7 @@ class _Builder:
                 failure_rate_spec(sync, spec.key),
                 failures_left_open_spec(sync, spec.key),
             ],
-            pool=KIZEN_POOL,
+            pool=kizen_pool(self.project.kizen),
         )
         def apply(
             context: dg.AssetExecutionContext,
@@ -319,7 +318,7 @@ class _Builder:
             partitions_def=partitions_for(sync),
             backfill_policy=backfill_policy,
             check_specs=[failure_rate_spec(sync, spec.key)],
-            pool=KIZEN_POOL,
+            pool=kizen_pool(self.project.kizen),
         )
         def backfill(
             context: dg.AssetExecutionContext,

@@ -8,8 +8,9 @@ default. Isolation or more machines are one line away, and use Dagster's own exe
 ``in_process``  every step of a run in the run's own process (Dagster's ``in_process_executor``)
 ``multiprocess``  a process per step (``multiprocess_executor``; ``max_concurrent``)
 ``celery``      steps as tasks on Celery workers (``dagster_celery.celery_executor``, extra
-                ``celery``); broker and result backend from ``CELERY_BROKER_URL`` /
-                ``CELERY_RESULT_BACKEND`` unless the file names them
+                ``celery``, which also logs pool waits: :mod:`.celery_executor`); broker and
+                result backend from ``CELERY_BROKER_URL`` / ``CELERY_RESULT_BACKEND`` unless
+                the file names them
 ``k8s``         a Kubernetes Job per step (``dagster_k8s.k8s_job_executor``, extra ``k8s``)
 =============  ========================================================================
 
@@ -40,7 +41,7 @@ CELERY_BACKEND_ENV = "CELERY_RESULT_BACKEND"
 _EXECUTORS: dict[str, tuple[str, str, str | None]] = {
     "in_process": ("dagster", "in_process_executor", None),
     "multiprocess": ("dagster", "multiprocess_executor", None),
-    "celery": ("dagster_celery", "celery_executor", "celery"),
+    "celery": ("dagster_project.celery_executor", "celery_executor", "celery"),
     "k8s": ("dagster_k8s", "k8s_job_executor", "k8s"),
 }
 
@@ -67,7 +68,9 @@ def _load(kind: str) -> dg.ExecutorDefinition:
     module_name, attribute, extra = _EXECUTORS[kind]
     try:
         module = importlib.import_module(module_name)
-    except ImportError:
+    except ImportError as error:
+        if extra is None or not (error.name or "").startswith(("dagster_celery", "dagster_k8s")):
+            raise
         raise ConfigError(
             [
                 ConfigProblem(

@@ -18,6 +18,13 @@ def build_sync_jobs(assets: SyncAssets) -> dg.Definitions:
     """
     sync = assets.sync
     plan_key, apply_key = assets.specs["plan"].key, assets.specs["sync"].key
+    # `kizen_sync/sync` names the sync in the UI; `kizen_sync/sync_id` tells it apart from a
+    # namesake in another sync file (another business), for the run queue's one-run-per-sync
+    # limit in deploy/dagster.yaml.
+    tags = {
+        "kizen_sync/sync": sync.name,
+        "kizen_sync/sync_id": f"{assets.apply.op.pool}/{sync.name}",
+    }
     sync_job = dg.define_asset_job(
         f"{sync.name}_sync",
         selection=dg.AssetSelection.assets(plan_key, apply_key),
@@ -25,7 +32,7 @@ def build_sync_jobs(assets: SyncAssets) -> dg.Definitions:
             f"Incremental sync `{sync.name}`: plan and guard, then send only what changed "
             "since the last confirmed run."
         ),
-        tags={"kizen_sync/sync": sync.name},
+        tags=tags,
     )
     retry_job = dg.define_asset_job(
         f"{sync.name}_retry_failed",
@@ -36,7 +43,7 @@ def build_sync_jobs(assets: SyncAssets) -> dg.Definitions:
             "for the next run."
         ),
         config=dg.RunConfig(ops={assets.apply.op.name: {"config": {"only_failed": True}}}),
-        tags={"kizen_sync/sync": sync.name},
+        tags=tags,
     )
     schedules = []
     if sync.schedule is not None:

@@ -215,6 +215,20 @@ class KizenConfig(ConnectionOptions):
         default="KIZEN_SYNC_AUDIT_KEY",
         description="Env var with the HMAC key for sensitive fields.",
     )
+    pool: str | None = Field(
+        default=None,
+        description="Dagster pool of the steps that write to this business; default "
+        "kizen_api/<business id>.",
+    )
+
+    @field_validator("pool")
+    @classmethod
+    def _pool_ok(cls, v: str | None) -> str | None:
+        if v is not None and not re.match(r"^[A-Za-z0-9_][A-Za-z0-9_./:-]{0,127}$", v):
+            raise ValueError(
+                f"pool {v!r} must be letters, digits and _ . / : - (at most 128 characters)"
+            )
+        return v
 
     @field_validator("business_id", "user_id")
     @classmethod

@@ -70,7 +70,7 @@ def test_assets_describe_themselves(defs: dg.Definitions) -> None:
     assert accounts.group_name == "revenue"
     for name in ("contacts", "contacts_backfill"):
         op = defs.resolve_assets_def(dg.AssetKey(["kizen", name])).op
-        assert op.pool == "kizen_api"
+        assert op.pool == "kizen_api/5e1f0c2a-3b4d-4e6f-8a9b-0c1d2e3f4a5b"  # the demo business
 
 
 def test_each_sync_is_downstream_of_its_source_table(defs: dg.Definitions) -> None:

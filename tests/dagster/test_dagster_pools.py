@@ -1,0 +1,156 @@
+"""Pools per Kizen business, pool waits in the run's log, runs left ``running`` by a killed
+step, and partition ranges from the CLI.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+import pytest
+import yaml
+from dagster_world import Project
+from sqlalchemy import create_engine, text
+
+from dagster_project.build import build_definitions
+from kizen_sync.demo import write_sync_file
+from kizen_sync.errors import ConfigError
+
+DEMO_BUSINESS = "5e1f0c2a-3b4d-4e6f-8a9b-0c1d2e3f4a5b"
+ROOT = Path(__file__).parents[2]
+DAGSTER = str(Path(sys.executable).with_name("dagster"))
+RANGE = ["--select", "kizen/contacts_backfill", "--partition-range", "2024-03-01...2024-03-02"]
+
+
+def sync_file(tmp_path: Path, **kizen: Any) -> Path:
+    path = write_sync_file(tmp_path, tmp_path / "warehouse.db")
+    data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    data["kizen"].update(kizen)
+    path.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
+    return path
+
+
+def pools(defs: dg.Definitions) -> set[str | None]:
+    return {
+        defs.resolve_assets_def(dg.AssetKey(["kizen", name])).op.pool
+        for name in ("contacts", "contacts_backfill", "accounts", "accounts_backfill")
+    }
+
+
+def test_every_writer_of_a_business_shares_its_pool(tmp_path: Path) -> None:
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    other = "0b7e58d1-95a3-4c55-9a5c-3c1f2e4d6a7b"
+    acme = build_definitions(sync_file(tmp_path / "a", business_id=DEMO_BUSINESS.upper()))
+    globex = build_definitions(sync_file(tmp_path / "b", business_id=other))
+    assert pools(acme) == {f"kizen_api/{DEMO_BUSINESS}"}
+    assert pools(globex) == {f"kizen_api/{other}"}
+    # The plan only reads: it takes no slot.
+    assert acme.resolve_assets_def(dg.AssetKey(["kizen", "contacts_plan"])).op.pool is None
+
+
+def test_the_sync_file_can_name_the_pool(tmp_path: Path) -> None:
+    assert pools(build_definitions(sync_file(tmp_path, pool="kizen_api/production"))) == {
+        "kizen_api/production"
+    }
+    with pytest.raises(ConfigError) as caught:
+        build_definitions(sync_file(tmp_path, pool="kizen api"))
+    (problem,) = caught.value.problems
+    assert problem.key == "kizen.pool"
+    assert "'kizen api'" in problem.message
+
+
+def test_a_run_waiting_for_its_pool_says_so(project: Project) -> None:
+    defs = project.definitions()
+    pool = f"kizen_api/{DEMO_BUSINESS}"
+    storage = project.instance.event_log_storage
+    storage.set_concurrency_slots(pool, 1)
+    # Another run of the same business holds the slot.
+    assert storage.claim_concurrency_slot(pool, "another-run", "kizen__contacts").is_claimed
+    job = defs.resolve_job_def("contacts_sync")
+    result: list[dg.ExecuteInProcessResult] = []
+    worker = threading.Thread(
+        target=lambda: result.append(
+            job.execute_in_process(instance=project.instance, raise_on_error=False)
+        )
+    )
+    worker.start()
+
+    def blocked() -> bool:
+        runs = project.instance.get_runs(limit=1)
+        return bool(runs) and any(
+            f"blocked by limit for pool {pool}" in (e.user_message or "")
+            for e in project.instance.all_logs(runs[0].run_id)
+        )
+
+    deadline = 600
+    while not blocked() and worker.is_alive() and deadline:
+        worker.join(0.5)
+        deadline -= 1
+    assert blocked()
+    assert project.writes() == 0  # nothing was sent while the other run held the slot
+    storage.free_concurrency_slots_for_run("another-run")
+    worker.join(300)
+    assert result
+    assert result[0].success
+    assert len(project.emulator.records("client_client")) == 25
+
+
+def _runs_table(project: Project) -> dict[str, str]:
+    engine = create_engine(project.warehouse_url)
+    try:
+        with engine.connect() as conn:
+            rows = conn.execute(text("SELECT run_id, status FROM kizen_sync_runs")).all()
+    finally:
+        engine.dispose()
+    return {run_id: status for run_id, status in rows}
+
+
+def test_rows_left_running_by_an_ended_run_are_marked_abandoned(project: Project) -> None:
+    defs = project.definitions()
+    killed = project.run_job(defs, "contacts_sync")
+    assert killed.success
+    # What a step killed mid-apply leaves: its Dagster run is over, its row still says running.
+    project.sql(f"UPDATE kizen_sync_runs SET status = 'running' WHERE run_id = '{killed.run_id}'")
+    # A CLI run (not a Dagster run) in progress: only its own lease may judge it.
+    project.sql(
+        "INSERT INTO kizen_sync_runs (run_id, sync_name, status, started_at) "
+        "VALUES ('cli-run-1', 'contacts', 'running', '2024-01-01 00:00:00')"
+    )
+
+    later = project.run_job(defs, "contacts_sync")
+
+    assert later.success
+    statuses = _runs_table(project)
+    assert statuses[killed.run_id] == "abandoned"
+    assert statuses["cli-run-1"] == "running"
+    assert statuses[later.run_id] == "success"
+    warnings = [e.user_message for e in project.instance.all_logs(later.run_id)]
+    assert any(f"Run {killed.run_id} of sync contacts was left running" in w for w in warnings)
+
+
+def test_a_partition_range_from_the_cli(project: Project, tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    home.mkdir()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KIZEN_SYNC_")}
+    env |= {"DAGSTER_HOME": str(home), "KIZEN_SYNC_CONFIG": str(project.sync_file())}
+    done = subprocess.run(
+        [DAGSTER, "asset", "materialize", "-m", "dagster_project.definitions", *RANGE],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    # One run, one row per partition in the runs table; Kizen got contacts 1-5 (both days).
+    statuses = _runs_table(project)
+    assert sorted(k.rsplit(":", 1)[1] for k in statuses) == ["2024-03-01", "2024-03-02"]
+    assert set(statuses.values()) == {"success"}
+    assert len(project.emulator.records("client_client")) == 5
