@@ -31,6 +31,7 @@ def pg_dagster_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, dagster_pg_
     shutil.copy(DEPLOY_CONFIG, tmp_path / "dagster.yaml")
     monkeypatch.setenv("DAGSTER_HOME", str(tmp_path))
     monkeypatch.setenv("DAGSTER_PG_URL", dagster_pg_url)
+    monkeypatch.setenv("DAGSTER_COMPUTE_LOG_DIR", str(tmp_path / "compute_logs"))
     return tmp_path
 
 
@@ -51,6 +52,8 @@ def test_a_sync_run_is_recorded_in_postgres(
             result = project.run_job(project.definitions(), "contacts_sync")
         assert result.success
         assert len(emulator.records("client_client")) == 25
+        # Step logs went to the shared directory, where the webserver reads them.
+        assert any((pg_dagster_home / "compute_logs" / result.run_id).rglob("*.complete"))
         assert instance.get_run_by_id(result.run_id) is not None
     finally:
         instance.dispose()
