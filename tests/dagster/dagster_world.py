@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -69,6 +72,23 @@ class Project:
         return defs.resolve_job_def(name).execute_in_process(
             instance=self.instance, raise_on_error=False
         )
+
+    def dagster(self, home: Path, *args: str, **env: str) -> None:
+        """The ``dagster`` command, as a person types it, on the instance in ``home`` and this
+        world's sync file (``env`` adds variables; ``KIZEN_SYNC_*`` ones are not inherited).
+        """
+        environ = {k: v for k, v in os.environ.items() if not k.startswith("KIZEN_SYNC_")}
+        environ |= {"DAGSTER_HOME": str(home), "KIZEN_SYNC_CONFIG": str(self.sync_file())}
+        done = subprocess.run(
+            [str(Path(sys.executable).with_name("dagster")), *args],
+            cwd=Path(__file__).parents[2],
+            env=environ | env,
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=300,
+        )
+        assert done.returncode == 0, done.stderr[-3000:]
 
     def materialize(
         self, defs: dg.Definitions, key: str, partition_key: str | None = None

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -18,9 +15,6 @@ from dagster_project.executors import build_executor
 from kizen_sync.config import ExecutorConfig, load_config
 from kizen_sync.demo import write_sync_file
 from kizen_sync.errors import ConfigError
-
-DAGSTER = str(Path(sys.executable).with_name("dagster"))
-ROOT = Path(__file__).parents[2]
 
 
 def sync_file(tmp_path: Path, executor: dict[str, Any] | None) -> Path:
@@ -132,22 +126,8 @@ def test_the_cli_ignores_the_executor_section(tmp_path: Path) -> None:
 
 def _execute(project: Project, home: Path, executor: str) -> dg.DagsterRun:
     """``dagster job execute`` as a person would type it; the run as the instance holds it."""
-    env = {k: v for k, v in os.environ.items() if k != "KIZEN_SYNC_EXECUTOR"}
-    env |= {
-        "DAGSTER_HOME": str(home),
-        "KIZEN_SYNC_CONFIG": str(project.sync_file()),
-        "KIZEN_SYNC_EXECUTOR": executor,
-    }
-    done = subprocess.run(
-        [DAGSTER, "job", "execute", "-m", "dagster_project.definitions", "-j", "contacts_sync"],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=240,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
+    job = ["job", "execute", "-m", "dagster_project.definitions", "-j", "contacts_sync"]
+    project.dagster(home, *job, KIZEN_SYNC_EXECUTOR=executor)
     with dg.DagsterInstance.from_config(str(home)) as instance:
         (record,) = instance.get_run_records()
         return record.dagster_run

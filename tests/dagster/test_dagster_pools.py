@@ -4,9 +4,6 @@ step, and partition ranges from the CLI.
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import threading
 from pathlib import Path
 from typing import Any
@@ -22,8 +19,6 @@ from kizen_sync.demo import write_sync_file
 from kizen_sync.errors import ConfigError
 
 DEMO_BUSINESS = "5e1f0c2a-3b4d-4e6f-8a9b-0c1d2e3f4a5b"
-ROOT = Path(__file__).parents[2]
-DAGSTER = str(Path(sys.executable).with_name("dagster"))
 RANGE = ["--select", "kizen/contacts_backfill", "--partition-range", "2024-03-01...2024-03-02"]
 
 
@@ -137,18 +132,7 @@ def test_rows_left_running_by_an_ended_run_are_marked_abandoned(project: Project
 def test_a_partition_range_from_the_cli(project: Project, tmp_path: Path) -> None:
     home = tmp_path / "home"
     home.mkdir()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("KIZEN_SYNC_")}
-    env |= {"DAGSTER_HOME": str(home), "KIZEN_SYNC_CONFIG": str(project.sync_file())}
-    done = subprocess.run(
-        [DAGSTER, "asset", "materialize", "-m", "dagster_project.definitions", *RANGE],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=300,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
+    project.dagster(home, "asset", "materialize", "-m", "dagster_project.definitions", *RANGE)
     # One run, one row per partition in the runs table; Kizen got contacts 1-5 (both days).
     statuses = _runs_table(project)
     assert sorted(k.rsplit(":", 1)[1] for k in statuses) == ["2024-03-01", "2024-03-02"]
