@@ -35,10 +35,10 @@ from sqlalchemy import create_engine, text
 from kizen_sync.demo import seed_warehouse, write_sync_file
 from kizen_sync.emulator import Emulator
 from kizen_sync.emulator.emulator import DEMO_API_KEY, DEMO_USER_ID
+from tests.support.postgres import owned_database, url_of
 
 ROOT = Path(__file__).parents[2]
 BIN = Path(sys.executable).parent
-PG_SERVER = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 BROKER = "pyamqp://guest:guest@127.0.0.1:5672//"
 BACKEND = "redis://127.0.0.1:6379/0"
 #: Generous bounds for things that take seconds on a quiet machine; never asserted as speed.
@@ -364,13 +364,15 @@ def _business(workdir: Path, name: str, business_id: str, prefix: str) -> tuple[
 
 @contextlib.contextmanager
 def celery_cluster(workdir: Path) -> Iterator[Cluster]:
-    """Two businesses (a: two workers, b: one), code servers, webserver and daemon."""
+    """Two businesses (a: two workers, b: one), code servers, webserver and daemon, on a
+    PostgreSQL database of their own (dropped afterwards, or swept if the run is killed).
+    """
+    with owned_database("celery") as database:
+        yield from _cluster(workdir, database)
+
+
+def _cluster(workdir: Path, database: str) -> Iterator[Cluster]:
     prefix = f"kizen_test_{os.getpid()}"
-    database = prefix
-    server = create_engine(PG_SERVER, isolation_level="AUTOCOMMIT")
-    with server.connect() as conn:
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)'))
-        conn.execute(text(f'CREATE DATABASE "{database}"'))
     home = workdir / "dagster_home"
     home.mkdir()
     shutil.copy(ROOT / "deploy" / "dagster.yaml", home / "dagster.yaml")
@@ -380,7 +382,7 @@ def celery_cluster(workdir: Path) -> Iterator[Cluster]:
     base_env.pop("CELERY_RESULT_BACKEND", None)
     env = base_env | {
         "DAGSTER_HOME": str(home),
-        "DAGSTER_PG_URL": f"postgresql+psycopg2://postgres@127.0.0.1:5432/{database}",
+        "DAGSTER_PG_URL": url_of(database, driver="psycopg2"),
         "DAGSTER_COMPUTE_LOG_DIR": str(workdir / "compute_logs"),
         "CELERY_BROKER_URL": BROKER,
         "CELERY_RESULT_BACKEND": BACKEND,
@@ -436,6 +438,3 @@ def celery_cluster(workdir: Path) -> Iterator[Cluster]:
                 os.environ.pop(key, None)
             else:
                 os.environ[key] = value
-        with server.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)'))
-        server.dispose()
