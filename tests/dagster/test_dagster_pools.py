@@ -1,6 +1,4 @@
-"""Pools per Kizen business, pool waits in the run's log, runs left ``running`` by a killed
-step, and partition ranges from the CLI.
-"""
+"""Pools per Kizen business, pool waits in the run's log, and partition ranges from the CLI."""
 
 from __future__ import annotations
 
@@ -104,29 +102,6 @@ def _runs_table(project: Project) -> dict[str, str]:
     finally:
         engine.dispose()
     return {run_id: status for run_id, status in rows}
-
-
-def test_rows_left_running_by_an_ended_run_are_marked_abandoned(project: Project) -> None:
-    defs = project.definitions()
-    killed = project.run_job(defs, "contacts_sync")
-    assert killed.success
-    # What a step killed mid-apply leaves: its Dagster run is over, its row still says running.
-    project.sql(f"UPDATE kizen_sync_runs SET status = 'running' WHERE run_id = '{killed.run_id}'")
-    # A CLI run (not a Dagster run) in progress: only its own lease may judge it.
-    project.sql(
-        "INSERT INTO kizen_sync_runs (run_id, sync_name, status, started_at) "
-        "VALUES ('cli-run-1', 'contacts', 'running', '2024-01-01 00:00:00')"
-    )
-
-    later = project.run_job(defs, "contacts_sync")
-
-    assert later.success
-    statuses = _runs_table(project)
-    assert statuses[killed.run_id] == "abandoned"
-    assert statuses["cli-run-1"] == "running"
-    assert statuses[later.run_id] == "success"
-    warnings = [e.user_message for e in project.instance.all_logs(later.run_id)]
-    assert any(f"Run {killed.run_id} of sync contacts was left running" in w for w in warnings)
 
 
 def test_a_partition_range_from_the_cli(project: Project, tmp_path: Path) -> None:
