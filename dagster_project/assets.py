@@ -44,7 +44,7 @@ from dagster_project.run_config import BackfillRunConfig, SyncRunConfig
 from dagster_project.translator import AssetRole, KizenSyncTranslator, KizenSyncTranslatorData
 from kizen_sync.config import ProjectConfig, SyncConfig
 from kizen_sync.engine.runner import SyncRunner
-from kizen_sync.errors import FatalError
+from kizen_sync.errors import FatalError, LeaseHeldError
 from kizen_sync.models import RunCounts, RunOptions, RunReport
 from kizen_sync.warehouse.stage import stage_frame
 
@@ -300,6 +300,8 @@ class _Builder:
             with open_runner(project, warehouse, kizen, context.log, self.sync_file) as runner:
                 try:
                     report = runner.run(sync.name, config.options(context.run_id))
+                except LeaseHeldError as error:
+                    raise _retry_later(context, project, error) from error
                 except FatalError as error:
                     yield from self.stopped(context, runner, error, spec.key)
                     return
@@ -349,6 +351,25 @@ class _Builder:
                 yield from self.outcome(context, runner, report, spec.key, extra)
 
         return backfill
+
+
+#: Step retries of a sync whose lease another run holds: with waits of ``ttl_s / 2`` they
+#: cover three lease lifetimes, long enough for a lease left by a lost worker to expire.
+LEASE_RETRIES = 6
+
+
+def _retry_later(
+    context: dg.AssetExecutionContext, project: ProjectConfig, error: LeaseHeldError
+) -> dg.RetryRequested:
+    """Another run holds the sync (a CLI run, or the lease of a worker that was lost and not
+    yet expired): nothing was sent, so the step is retried later instead of failing the run.
+    """
+    wait_s = max(1.0, project.warehouse.lease.ttl_s / 2)
+    context.log.warning(
+        f"{error.message} Retrying the step in {wait_s:.0f} s "
+        f"(attempt {context.retry_number + 1} of {LEASE_RETRIES})."
+    )
+    return dg.RetryRequested(max_retries=LEASE_RETRIES, seconds_to_wait=wait_s)
 
 
 def _rows(report: RunReport) -> int:

@@ -498,6 +498,7 @@ class Leases:
         t = self.tables.leases
         conn = self.warehouse.engine.connect()
         try:
+            dialect.watch_lease_session(conn, ttl_s)
             granted = dialect.try_advisory_lock(conn, key)
             conn.commit()
             if not granted:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import threading
+import time
 
 import dagster as dg
 import yaml
@@ -10,6 +12,8 @@ from dagster_world import Project, checks, materializations, metadata_values, ob
 from sqlalchemy import create_engine, inspect
 
 from dagster_project.build import build_definitions
+from kizen_sync.warehouse import StateStore, Warehouse
+from kizen_sync.warehouse.lease import Leases
 
 
 def test_scheduled_sync_creates_then_sends_nothing(project: Project) -> None:
@@ -209,3 +213,45 @@ def test_a_separate_state_database_works_in_dagster_as_in_the_cli(project: Proje
     assert second.success
     assert metadata_values(materializations(second, "kizen/contacts")[0])["unchanged"] == 25
     assert project.writes() == writes
+
+
+def test_a_sync_held_by_another_run_is_retried_not_failed(project: Project) -> None:
+    """A CLI run (or a lost worker's lease) holds the sync: the step waits its turn as a retry.
+
+    Nothing is sent while the other run holds the lease; once it is released, the retried step
+    syncs everything and the run succeeds.
+    """
+    path = project.sync_file()
+    data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    data["warehouse"]["lease"] = {"ttl_s": 2}  # retries every ttl_s / 2 = 1 s
+    path.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
+    defs = build_definitions(path)
+    warehouse = Warehouse(project.warehouse_url)
+    store = StateStore(warehouse)
+    store.ensure_schema()
+    lease = Leases(warehouse, store.tables).acquire("contacts", "a-cli-run", ttl_s=600)
+    results: list[dg.ExecuteInProcessResult] = []
+    runner = threading.Thread(target=lambda: results.append(project.run_job(defs, "contacts_sync")))
+    runner.start()
+    try:
+        deadline = time.monotonic() + 600  # a hang guard, not a timing assertion
+        while not _retries(project.instance):
+            assert runner.is_alive(), "the run ended without waiting for the lease"
+            assert time.monotonic() < deadline
+            time.sleep(0.2)
+        assert project.writes() == 0
+    finally:
+        lease.release()
+        runner.join(timeout=600)
+        warehouse.dispose()
+    (result,) = results
+    assert result.success
+    assert len(project.emulator.records("client_client")) == 25
+
+
+def _retries(instance: dg.DagsterInstance) -> int:
+    runs = instance.get_runs()
+    if not runs:
+        return 0
+    events = instance.all_logs(runs[0].run_id, of_type=dg.DagsterEventType.STEP_UP_FOR_RETRY)
+    return len(events)

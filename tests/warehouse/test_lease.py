@@ -227,3 +227,23 @@ def test_a_run_that_lost_its_lease_stops_sending_and_writes_no_state(db):
     state = store.load_state("contacts", ["1", "2"])
     assert set(state) == {"1"}  # the flush after the loss wrote nothing
     assert not [r for r in store.audit_rows(sync="contacts") if r["source_key"] == "2"]
+
+
+def test_the_postgresql_lease_session_drops_a_lost_client_within_the_ttl(db):
+    """A lost machine closes no socket: the server's own keepalive must find it, in seconds."""
+    if db.dialect != "postgresql":
+        pytest.skip("advisory-lock sessions exist on PostgreSQL only")
+    leases = _leases(db)
+    with leases.acquire("contacts", "run-1", ttl_s=60) as lease:
+        conn = lease._conn
+        assert conn is not None
+        shown = {
+            name: conn.exec_driver_sql(f"SHOW {name}").scalar_one()
+            for name in ("tcp_keepalives_idle", "tcp_keepalives_interval", "tcp_keepalives_count")
+        }
+    # 15 s idle + 3 probes 5 s apart: a vanished client is dropped ~30 s later, lock and all.
+    assert shown == {
+        "tcp_keepalives_idle": "15",
+        "tcp_keepalives_interval": "5",
+        "tcp_keepalives_count": "3",
+    }

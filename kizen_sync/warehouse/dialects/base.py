@@ -396,6 +396,12 @@ class Dialect:
         """An id of the database session behind ``conn`` (advisory locks only)."""
         raise NotImplementedError(f"{self.label or self.name} has no advisory locks")
 
+    def watch_lease_session(self, conn: Connection, ttl_s: float) -> None:
+        """Make the server notice within about ``ttl_s`` that the client holding ``conn`` is
+        gone (its machine lost, not just its process), so that the session's advisory lock
+        does not outlive it for hours. Nothing to do where sessions cannot outlive clients.
+        """
+
     def try_advisory_lock(self, conn: Connection, key: int) -> bool:
         """Take the session-level advisory lock ``key`` (a signed 64-bit integer) on ``conn``
         without waiting; True when this session now holds it.

@@ -183,6 +183,24 @@ class PostgresDialect(Dialect):
         """The backend process id of the session."""
         return conn.execute(text("SELECT pg_backend_pid()")).scalar_one()
 
+    def watch_lease_session(self, conn: Connection, ttl_s: float) -> None:
+        """Server-side TCP keepalives for this session only: a killed process closes its
+        socket and frees the lock at once, but a lost machine closes nothing, and the server's
+        default keepalive (two hours on Linux) would hold the sync that long. Probes after
+        ``ttl_s / 4`` idle, three of them ``ttl_s / 12`` apart: a dead client is dropped in
+        about ``ttl_s / 2``. (Ignored on a Unix-socket connection, which has no machine to lose.)
+        """
+        idle, interval = max(1, int(ttl_s / 4)), max(1, int(ttl_s / 12))
+        for name, value in (
+            ("tcp_keepalives_idle", idle),
+            ("tcp_keepalives_interval", interval),
+            ("tcp_keepalives_count", 3),
+        ):
+            conn.execute(
+                text("SELECT set_config(:name, :value, false)"),
+                {"name": name, "value": str(value)},
+            )
+
     def try_advisory_lock(self, conn: Connection, key: int) -> bool:
         """``pg_try_advisory_lock``: session-level, kept across transactions until unlocked
         or until the session ends (a killed client's socket closes, the server frees it).
