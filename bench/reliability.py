@@ -6,7 +6,11 @@ Runs, with fixed seeds, everything ``tests/reliability`` checks in CI but at ful
    slow answers past the client timeout, dropped connections, few attempts against many 5xx
    so the next run must finish the job, and all of them mixed on PostgreSQL when reachable);
 2. the ``kill -9`` loop: one change run of 3,000 mixed changes killed 20 times;
-3. the bad-input catalogue.
+3. overlapping runs: two ``kizen-sync run`` processes of one sync at every moment (before
+   either holds it, mid-apply, after, the first killed mid-apply), waiting or not, on SQLite
+   and PostgreSQL, plus two opposite-order state flushes on PostgreSQL (deadlocks);
+4. the bad-input catalogue (with re-keys, collisions, damaged state, bad bytes and a source
+   emptied mid-run).
 
 Prints the figures and writes them, with the method, seeds and how to reproduce, to
 ``RELIABILITY.md`` (full run) or to ``--out`` (any run). Exit status 1 when any invariant
@@ -36,6 +40,7 @@ from tests.support.bad_input import CATALOGUE, BadInput, run_case
 from tests.support.crash_analysis import FLUSH_EVERY, CrashLoopResult
 from tests.support.crash_loop import crash_loop
 from tests.support.faults import SCENARIOS, FaultResult, fault_run
+from tests.support.overlap import MOMENTS, OverlapResult, flush_deadlocks, overlap_run
 from tests.support.postgres import PG_URL, owned_schema
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -53,12 +58,15 @@ class Sizes:
     crash_base_rows: int
     crash_changes: int
     crashes: int
+    overlap_moments: tuple[str, ...]
+    overlap_waits: tuple[bool, ...]
+    overlap_rows: int
 
 
-QUICK = Sizes("quick", (11,), 200, 2, 145, 200, 300, 3)
+QUICK = Sizes("quick", (11,), 200, 2, 145, 200, 300, 3, ("apply", "killed"), (True,), 40)
 # 3,000 changes: enough work left for all 20 kills to land in a running sync (with 2,400 the
 # change run was finished after 17 once start-up got faster).
-FULL = Sizes("full", (101, 102, 103), 500, 3, 2026, 1500, 3000, 20)
+FULL = Sizes("full", (101, 102, 103), 500, 3, 2026, 1500, 3000, 20, MOMENTS, (True, False), 60)
 
 
 @dataclass
@@ -79,6 +87,8 @@ class Report:
     faults: list[FaultResult] = field(default_factory=list)
     crash: CrashLoopResult | None = None
     bad_input: list[BadInputOutcome] = field(default_factory=list)
+    overlap: list[OverlapResult] = field(default_factory=list)
+    deadlocks: int | None = None  # PostgreSQL only
     seconds: float = 0.0
     pg: bool = False
 
@@ -92,6 +102,8 @@ class Report:
                 or (self.crash.ok and len(self.crash.resent) >= self.sizes.crashes)
             )
             and all(b.passed for b in self.bad_input)
+            and all(o.ok for o in self.overlap)
+            and not self.deadlocks
         )
 
     def figures(self) -> list[tuple[str, str]]:
@@ -115,7 +127,12 @@ class Report:
             lost += len(v.lost) + len(v.missing) + len(v.not_archived)
             dup += len(v.duplicated)
             audit += len(v.audit)
+        for o in self.overlap:
+            lost += len(o.after.lost) + len(o.after.missing) + len(o.after.not_archived)
+            dup += len(o.after.duplicated)
         handled = sum(b.passed for b in self.bad_input)
+        overlap_runs = sum(len(o.exits) + 2 for o in self.overlap)  # A, B, initial, final
+        killed = [o for o in self.overlap if o.moment == "killed"]
         return [
             (
                 "sync runs (fault runs incl. automatic next runs + crash loop)",
@@ -143,6 +160,27 @@ class Report:
             (
                 "applied records not re-sent after a crash",
                 str(_crash_sum(crash, "unconfirmed_not_resent")),
+            ),
+            (
+                "overlapping runs: scenarios (moment x waiting or not x warehouse) / runs",
+                f"{len(self.overlap)} / {overlap_runs}",
+            ),
+            (
+                "second runs that waited for the lease / stopped with exit 3",
+                f"{sum(bool(o.waited) for o in self.overlap)} / "
+                f"{sum(3 in o.exits.values() for o in self.overlap)}",
+            ),
+            (
+                "stale values found (Kizen differs while the state says in step)",
+                str(sum(len(o.stale) for o in self.overlap)),
+            ),
+            (
+                "killed runs marked abandoned (by the next run of the sync)",
+                f"{sum(len(o.abandoned) for o in killed)} / {len(killed)}",
+            ),
+            (
+                "PostgreSQL deadlocks in opposite-order state flushes (5 x 2,000 keys)",
+                "-" if self.deadlocks is None else str(self.deadlocks),
             ),
             ("lost updates", str(lost)),
             ("duplicated records", str(dup)),
@@ -194,6 +232,48 @@ def run_faults(sizes: Sizes, workdir: Path, pg: bool, say: Any) -> list[FaultRes
             )
             results.append(result)
     return results
+
+
+def run_overlap(sizes: Sizes, workdir: Path, pg: bool, say: Any) -> list[OverlapResult]:
+    """Two processes of one sync at every moment, waiting or not, on each warehouse."""
+    results = []
+    warehouses = ["sqlite", "postgresql"] if pg else ["sqlite"]
+    for warehouse in warehouses:
+        for wait in sizes.overlap_waits:
+            for moment in sizes.overlap_moments:
+                name = f"overlap-{warehouse}-{moment}-{'wait' if wait else 'busy'}"
+                with contextlib.ExitStack() as stack:
+                    url, schema = f"sqlite:///{workdir / f'{name}.db'}", None
+                    if warehouse == "postgresql":
+                        url, schema = PG_URL, stack.enter_context(owned_schema(PG_URL))
+                    result = overlap_run(
+                        workdir / name,
+                        warehouse_url=url,
+                        state_schema=schema,
+                        moment=moment,
+                        wait=wait,
+                        rows=sizes.overlap_rows,
+                    )
+                say(
+                    f"  {warehouse:<10} {moment:<7} {'waits' if wait else 'busy '}  exits "
+                    f"{result.exits}  stale {len(result.stale)}  abandoned "
+                    f"{len(result.abandoned)}  {'ok' if result.ok else 'BROKEN'}  "
+                    f"{result.seconds:.1f}s"
+                )
+                results.append(result)
+    return results
+
+
+def run_deadlocks() -> int:
+    """Opposite-order flushes of the same state rows on PostgreSQL: failures (deadlocks)."""
+    from kizen_sync.warehouse import Warehouse
+
+    with owned_schema(PG_URL) as schema:
+        warehouse = Warehouse(PG_URL, state_schema=schema)
+        try:
+            return flush_deadlocks(warehouse, rounds=5, keys=2000)
+        finally:
+            warehouse.dispose()
 
 
 def run_bad_input(say: Any) -> list[BadInputOutcome]:
@@ -288,6 +368,41 @@ def _crash_table(crash: CrashLoopResult) -> str:
     )
 
 
+def _overlap_table(report: Report) -> str:
+    rows = [
+        [
+            o.warehouse,
+            o.moment,
+            "waits" if o.wait else "no (exit 3)",
+            o.rows,
+            o.changes,
+            ", ".join(f"{k.upper()} {v}" for k, v in o.exits.items()),
+            ", ".join(w.upper() for w in o.waited) or "-",
+            len(o.stale),
+            len(o.abandoned),
+            o.after.summary(),
+            f"{o.seconds:.1f}",
+        ]
+        for o in report.overlap
+    ]
+    return _table(
+        [
+            "warehouse",
+            "moment",
+            "second run waits",
+            "rows",
+            "changes",
+            "exit status",
+            "waited",
+            "stale",
+            "abandoned",
+            "after one more run",
+            "s",
+        ],
+        rows,
+    )
+
+
 def _bad_input_table(report: Report) -> str:
     rows = [
         [
@@ -362,6 +477,22 @@ def render_markdown(report: Report) -> str:
         "nothing applied is forgotten), bounded by the in-flight window: "
         f"`max_in_flight + 2 x flush batch` = 8 + 2 x {FLUSH_EVERY} = "
         f"{8 + 2 * FLUSH_EVERY} (the batch being committed plus the one filling up).",
+        "- **Overlapping runs** (`tests/support/overlap.py: overlap_run`): two `kizen-sync "
+        "run` processes (A, B) of one contacts sync, each through its own gate in front of the "
+        "emulator: A's gate holds A's write requests, B's holds the answers to B's writes "
+        "(applied, not heard back). The source changes (mixed changes plus a new first name "
+        "for every row) before A starts and again before B starts, at the *moment* named: "
+        "`start` (B right after A was launched: either may take the sync), `apply` (A holds "
+        "the sync and its first writes are held), `after` (A finished), `killed` (as `apply`, "
+        "then A gets SIGKILL and its held writes are lost). B either waits for the lease "
+        "(`--wait 600`) or not (exit 3; a third run does the work). Every wait is on something "
+        "observable (a held request, a line a process printed, an exit), never a sleep. "
+        "*Stale values* are records whose Kizen values differ from the source although no "
+        "diff would find them (the state says they are in step): the values no later run "
+        "repairs. Without the lease the same scenario (`apply`, no wait) left 4 of 60 "
+        "records stale on SQLite and 1 on PostgreSQL. The deadlock figure runs two state "
+        "flushes of the same 2,000 keys in opposite orders, started together, 5 times "
+        "(before key-ordered flushes: 5 of 5 deadlocks).",
         "- **Bad input** (`tests/support/bad_input/`): each class builds its situation "
         "against the in-process emulator and a SQLite warehouse, first syncing good rows, and "
         "asserts what the user sees (message names the row key, column and field, or the "
@@ -390,14 +521,25 @@ def render_markdown(report: Report) -> str:
         "print(fault_run(SCENARIOS['drops'], seed=101, records=500, rounds=3, "
         "warehouse_url='sqlite:////tmp/w.db').ok)\"`.",
         "- CI runs the reduced set in `tests/reliability` (about 90 s): each fault scenario "
-        "once on 200 records, 3 kills on 300 changes, every bad-input class, every secrets "
-        "check; the full kill loop is `slow` and runs with `KIZEN_SYNC_RELIABILITY_FULL=1`.",
+        "once on 200 records, 3 kills on 300 changes, two overlap scenarios (PostgreSQL "
+        "waiting, SQLite exit 3), every bad-input class, every secrets check; the full kill "
+        "loop is `slow` and runs with `KIZEN_SYNC_RELIABILITY_FULL=1`.",
         "",
         "## Fault runs",
         "",
         _faults_table(report),
         "",
     ]
+    if report.overlap:
+        parts += [
+            "## Overlapping runs",
+            "",
+            "Exit status -9: killed by the harness (moment `killed`); 3: another run holds the "
+            "sync. *Waited*: the run printed that it waits for the other's lease.",
+            "",
+            _overlap_table(report),
+            "",
+        ]
     if crash is not None:
         parts += [
             "## Crashes",
@@ -433,10 +575,15 @@ def render_markdown(report: Report) -> str:
         "the audit table hashes them.",
         "- `source.query` is SQL written by whoever writes the sync file and runs as given; "
         "names (tables, columns, schema, prefix) are what is checked.",
-        "- Writes that the emulator applies late (a slow answer) are applied before the "
-        "delay, so a stale write can not land after a newer one here; a real server that "
-        "applies a request after the client gave up could reorder two runs' writes (design "
-        "section 2.2: one run per sync at a time).",
+        "- One run per sync at a time is enforced by the lease in the warehouse, but Kizen "
+        "itself cannot check it: a write a killed (or lease-less, stalled past `ttl_s`) run "
+        "had already handed to Kizen, and that Kizen applies after the next run's write to "
+        "the same record, would still win. The run checks its lease before every request "
+        "and stops sending once it has gone unconfirmed for `ttl_s / 2`; the overlap runs "
+        "here lose a killed run's in-flight writes rather than apply them late.",
+        "- Identity collisions are judged as Kizen's upsert matches identifiers (case "
+        "folded); two e-mails Kizen would tell apart by something else are not caught "
+        "before the write.",
         "",
     ]
     return "\n".join(parts)
@@ -479,6 +626,19 @@ def to_json(report: Report) -> dict[str, Any]:
             else []
         ),
         "bad_input": {b.case.name: b.passed for b in report.bad_input},
+        "overlap": [
+            {
+                "warehouse": o.warehouse,
+                "moment": o.moment,
+                "wait": o.wait,
+                "exits": o.exits,
+                "stale": len(o.stale),
+                "abandoned": len(o.abandoned),
+                "ok": o.ok,
+            }
+            for o in report.overlap
+        ],
+        "deadlocks": report.deadlocks,
     }
 
 
@@ -526,6 +686,14 @@ def main(argv: list[str] | None = None) -> int:
                 f"  {len(report.crash.resent)} kills, re-sent min/median/max {low}/{mid:g}/{high},"
                 f" {report.crash.verdict.summary()}, {report.crash.seconds:.0f}s"
             )
+        say(
+            f"overlapping runs ({', '.join(sizes.overlap_moments)}; "
+            f"{'waiting or not' if len(sizes.overlap_waits) > 1 else 'waiting'})"
+        )
+        report.overlap = run_overlap(sizes, workdir, report.pg, say)
+        if report.pg:
+            report.deadlocks = run_deadlocks()
+            say(f"  PostgreSQL opposite-order flushes: {report.deadlocks} deadlock(s)")
         say(f"bad input ({len(CATALOGUE)} classes)")
         report.bad_input = run_bad_input(say)
     report.seconds = time.monotonic() - started

@@ -27,6 +27,7 @@ from kizen_sync.models import (
 from kizen_sync.warehouse import StateStore, Warehouse, decode_values, encode_values
 from kizen_sync.warehouse import audit as store_module
 from kizen_sync.warehouse.sqlfiles import migrations
+from tests.support.overlap import flush_deadlocks
 
 Make = Callable[..., RecordResult]
 T0 = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
@@ -402,35 +403,12 @@ def test_kizen_messages_that_echo_a_sensitive_value_in_another_spelling_are_scru
 
 @pytest.mark.postgres
 def test_two_flushes_of_the_same_keys_in_opposite_orders_never_deadlock(
-    pg_url: str, pg_schema: str, result: Make
+    pg_url: str, pg_schema: str
 ) -> None:
     # Two runs' flushes used to lock the same state rows in their own order: PostgreSQL
     # then killed one of them with "deadlock detected". Rows go in key order now.
     warehouse = Warehouse(pg_url, state_schema=pg_schema)
-    store = StateStore(warehouse)
-    store.ensure_schema()
-    keys = [f"{i:05d}" for i in range(2000)]
-    errors: list[BaseException] = []
     try:
-        for round_no in range(5):
-            start = threading.Barrier(2)
-
-            def flush(order: list[str], tag: str, start: threading.Barrier = start) -> None:
-                batch = [result(k, fingerprint=tag, values={"n": tag}) for k in order]
-                start.wait()
-                try:
-                    store.record_results(f"run-{tag}", "s", None, batch)
-                except StateStoreError as exc:
-                    errors.append(exc)
-
-            threads = [
-                threading.Thread(target=flush, args=(keys, f"a{round_no}")),
-                threading.Thread(target=flush, args=(keys[::-1], f"b{round_no}")),
-            ]
-            for thread in threads:
-                thread.start()
-            for thread in threads:
-                thread.join()
+        assert flush_deadlocks(warehouse, rounds=5, keys=2000) == 0
     finally:
         warehouse.dispose()
-    assert errors == []

@@ -32,6 +32,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
 
@@ -41,7 +42,9 @@ from kizen_sync.client import ClientSettings
 from kizen_sync.config import parse_config
 from kizen_sync.emulator import Emulator
 from kizen_sync.engine import SyncRunner
-from kizen_sync.warehouse import ChangeDetector, Warehouse
+from kizen_sync.errors import StateStoreError
+from kizen_sync.models import AttemptRecord, Operation, Outcome, PlannedOp, RecordResult
+from kizen_sync.warehouse import ChangeDetector, StateStore, Warehouse
 from tests.support.crash_loop import _reap, cli_command
 from tests.support.journal import WRITE_METHODS
 from tests.support.people import (
@@ -55,13 +58,14 @@ from tests.support.people import (
 )
 from tests.support.verdict import Verdict, compare
 
-__all__ = ["MOMENTS", "Gate", "OverlapResult", "overlap_run"]
+__all__ = ["MOMENTS", "Gate", "OverlapResult", "flush_deadlocks", "overlap_run"]
 
 #: When the source changes and the second run starts, relative to the first run:
 #: ``start`` right after it was launched (either may take the sync first); ``apply`` while
 #: its first writes are held at its gate (it holds the sync and is sending); ``after`` once it
-#: has finished.
-MOMENTS = ("start", "apply", "after")
+#: has finished; ``killed``: as ``apply``, then the first run is killed with SIGKILL (its held
+#: writes are lost in flight) and the second must take the sync over.
+MOMENTS = ("start", "apply", "after", "killed")
 
 
 class Gate:
@@ -73,6 +77,7 @@ class Gate:
         self.app = app
         self.hold = hold
         self._open = threading.Event()
+        self._dropped = threading.Event()
         self._lock = threading.Lock()
         self.held = 0  # writes waiting at the gate now
         self.seen = 0  # writes that reached the gate
@@ -81,12 +86,20 @@ class Gate:
         """Let everything through from now on."""
         self._open.set()
 
-    async def _wait(self) -> None:
+    def drop(self) -> None:
+        """Lose every held request (and any later one) in flight: it never reaches Kizen."""
+        self._dropped.set()
+
+    async def _wait(self) -> bool:
+        """Wait at the gate; False when the request is dropped instead."""
         with self._lock:
             self.held += 1
         try:
             while not self._open.is_set():
+                if self._dropped.is_set():
+                    return False
                 await asyncio.sleep(0.005)
+            return True
         finally:
             with self._lock:
                 self.held -= 1
@@ -104,8 +117,11 @@ class Gate:
         with self._lock:
             self.seen += 1
         if self.hold == "requests":
-            await self._wait()
-            await self.app(scope, receive, send)
+            if await self._wait():
+                await self.app(scope, receive, send)
+                return
+            await send({"type": "http.response.start", "status": 503, "headers": []})
+            await send({"type": "http.response.body", "body": b""})
             return
 
         async def held_send(message: Any) -> None:
@@ -143,6 +159,7 @@ class OverlapResult:
     changes: int = 0
     exits: dict[str, int | None] = field(default_factory=dict)
     waited: list[str] = field(default_factory=list)  # processes that printed a lease wait
+    abandoned: list[str] = field(default_factory=list)  # runs the runs table marks abandoned
     stale: list[str] = field(default_factory=list)  # e-mails: Kizen differs, state "in step"
     after: Verdict = field(default_factory=Verdict)  # after one more run
     seconds: float = 0.0
@@ -153,10 +170,15 @@ class OverlapResult:
         sync" when not waiting), and Kizen equal to the source after one more run.
         """
         allowed = {0} if self.wait else {0, 3}
+        killed = self.moment == "killed"
         return (
             not self.stale
-            and all(code in allowed for code in self.exits.values())
+            and all(
+                code in allowed or (killed and name == "a" and code == -9)
+                for name, code in self.exits.items()
+            )
             and self.after.ok
+            and len(self.abandoned) == killed
         )
 
 
@@ -264,7 +286,7 @@ def overlap_run(
 
             change_source("A")  # what A will send
             start("a")
-            if moment == "apply":
+            if moment in ("apply", "killed"):
                 _wait_for(lambda: gate_a.held > 0 or exited("a"), "A's first held write")
             elif moment == "after":
                 _wait_for(lambda: exited("a"), "A to finish")
@@ -275,8 +297,12 @@ def overlap_run(
                 lambda: waiting("b") or exited("b") or gate_b.held > 0 or waiting("a"),
                 "B to wait, stop or send",
             )
-            gate_a.open()
-            _wait_for(lambda: exited("a") or waiting("a"), "A to finish or wait")
+            if moment == "killed":
+                _reap(procs["a"])  # SIGKILL while its writes are in flight
+                gate_a.drop()
+            else:
+                gate_a.open()
+                _wait_for(lambda: exited("a") or waiting("a"), "A to finish or wait")
             gate_b.open()
             for name in ("a", "b"):
                 result.exits[name] = procs[name].wait(timeout=300)
@@ -284,6 +310,8 @@ def overlap_run(
             result.stale = _stale(emu, project, warehouse, source, deleted)
             with SyncRunner(project, client_settings=settings, warehouse=warehouse) as runner:
                 runner.run(SYNC)
+                runs = runner.run_summaries(SYNC)
+            result.abandoned = [r["run_id"] for r in runs if r["status"] == "abandoned"]
             result.after = compare(emu, project.syncs[0], source, deleted)
     finally:
         for proc in procs.values():
@@ -315,3 +343,48 @@ def _stale(
     emails.update({e.split("@", 1)[0].removeprefix("r"): e for e in deleted})
     waiting_keys = {emails.get(k, "") for k in pending}
     return sorted(differing - waiting_keys)
+
+
+def flush_deadlocks(warehouse: Warehouse, *, rounds: int = 5, keys: int = 2000) -> int:
+    """Two flushes of the same ``keys`` state rows in opposite orders, ``rounds`` times, each
+    pair started together (a barrier); returns how many failed (PostgreSQL: "deadlock
+    detected" when rows were locked in each batch's own order).
+    """
+    store = StateStore(warehouse)
+    store.ensure_schema()
+    names = [f"{i:05d}" for i in range(keys)]
+    failed: list[BaseException] = []
+    now = datetime.now(UTC)
+
+    def batch(order: list[str], tag: str) -> list[RecordResult]:
+        return [
+            RecordResult(
+                PlannedOp(Operation.UPDATE, k, kizen_id=f"id-{k}", fingerprint=tag),
+                Outcome.SUCCESS,
+                f"id-{k}",
+                (AttemptRecord(1, Outcome.SUCCESS, now, now, http_status=200),),
+            )
+            for k in order
+        ]
+
+    for round_no in range(rounds):
+        start = threading.Barrier(2)
+
+        def flush(
+            results: list[RecordResult], run_id: str, start: threading.Barrier = start
+        ) -> None:
+            start.wait()
+            try:
+                store.record_results(run_id, "deadlock", None, results)
+            except StateStoreError as exc:
+                failed.append(exc)
+
+        threads = [
+            threading.Thread(target=flush, args=(batch(names, "a"), f"a{round_no}")),
+            threading.Thread(target=flush, args=(batch(names[::-1], "b"), f"b{round_no}")),
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    return len(failed)

@@ -17,6 +17,7 @@ from kizen_sync.errors import (
     SourceError,
 )
 from tests.support.bad_input import kizen, stops
+from tests.support.bad_input.integrity import INTEGRITY
 from tests.support.bad_input.lab import CONTACTS, ERROR, FAILS, SYNCED, BadInput
 from tests.support.bad_input.values import synced_case, value_case
 
@@ -371,4 +372,5 @@ CATALOGUE: list[BadInput] = [
         ERROR,
         stops.missing_api_key,
     ),
+    *INTEGRITY,
 ]
