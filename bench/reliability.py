@@ -166,7 +166,7 @@ class Report:
                 f"{len(self.overlap)} / {overlap_runs}",
             ),
             (
-                "second runs that waited for the lease / stopped with exit 3",
+                "scenarios where a run waited for the other's lease / stopped with exit 3",
                 f"{sum(bool(o.waited) for o in self.overlap)} / "
                 f"{sum(3 in o.exits.values() for o in self.overlap)}",
             ),
@@ -528,6 +528,52 @@ def render_markdown(report: Report) -> str:
         "## Fault runs",
         "",
         _faults_table(report),
+        "",
+    ]
+    parts += [
+        "## What a run never does, and what checks it",
+        "",
+        "Every case below ends with Kizen equal to the source, read back from the emulator: "
+        "no stale value, no record archived or written that should not be, no duplicate, and "
+        "every refused row listed (`kizen-sync failures`) with a reason that names it.",
+        "",
+        "- **Two runs of one sync at once.** Every `run`/`retry` holds the sync's lease in the "
+        "warehouse (`kizen_sync/warehouse/lease.py`: a PostgreSQL advisory lock on a connection "
+        "kept for the run; elsewhere a `kizen_sync_leases` row with a heartbeat, an expiry on "
+        "the database's clock, and takeover when the holder's process is gone from the same "
+        "machine). A second run waits `--wait` seconds or exits 3 naming the holder and since "
+        "when; the next holder marks runs left `running` as `abandoned`; a run that lost its "
+        "lease stops sending and its state flushes are refused (fenced in the transaction). "
+        "Checked by the overlap table above and `tests/reliability/test_overlap.py` (two "
+        "real processes), `tests/warehouse/test_lease.py` (waits, names, expiry, kill -9, "
+        "fencing on SQLite and PostgreSQL) and the deadlock figure "
+        "(`tests/test_store.py`: flushes lock rows in key order).",
+        "- **A source emptied between the plan and the apply.** The guards' budgets are "
+        "counted on every op the apply sends (`kizen_sync/engine/budget.py`) and a plan read "
+        "twice re-checks the mass-archive guard first; a guard stop exits 2. Checked by "
+        "`tests/engine/test_budget.py` (emptied right before the second read: at most the 5 % "
+        "budget archived; emptied right after the plan: nothing sent; a mapping broken "
+        "between the passes: stopped at the reject budget) and `source_emptied_mid_run` below.",
+        "- **Re-keyed rows and identity collisions** (`kizen_sync/engine/resolve.py`). A row "
+        "back under a new key with the same identifier is an update of its record and its "
+        "state moves (not archive + create); rows Kizen's upsert would resolve to one record "
+        "(e-mails equal but for case, one record id twice, an identifier held by another "
+        "row's record) all fail naming each other and nothing is sent for them. Checked by "
+        "`tests/engine/test_resolve.py` on SQLite and PostgreSQL and the catalogue classes "
+        "`re_keyed_table`, `emails_differing_in_case`, `identifier_of_a_synced_row`, "
+        "`record_id_in_two_rows`.",
+        "- **Damaged state** (`kizen_sync/warehouse/integrity.py`). Two live state rows on "
+        "one Kizen id are both refused every run until repaired (the message names the table "
+        "and keys to delete); a state row that cannot be read fails its own record; a dropped "
+        "table is created again with a warning; a lost state row is found again by its "
+        "identifier. Checked by `tests/warehouse/test_integrity.py` on both warehouses and "
+        "the classes `state_rows_sharing_a_record`, `corrupt_state_row`, "
+        "`dropped_state_table`, `lost_state_row`.",
+        "- **Bad bytes** (`kizen_sync/warehouse/unreadable.py`). A SQLite row whose text is "
+        "not UTF-8 fails alone naming its column; a PostgreSQL `json` document whose keys come "
+        "back in another order is no change, every real change is one, and one `jsonb` "
+        "refuses (`\\u0000`) no longer stops the diff. Checked by "
+        "`tests/warehouse/test_bad_bytes.py` and the class `invalid_utf8`.",
         "",
     ]
     if report.overlap:
