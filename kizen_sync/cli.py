@@ -43,10 +43,6 @@ __all__ = ["cli", "main"]
 #: ``kizen-sync --help`` and the sync commands never load the emulator's web server (an
 #: optional extra) and ``--help`` loads neither the HTTP nor the SQL stack.
 LAZY_COMMANDS: dict[str, tuple[str, str]] = {
-    "check": (
-        "kizen_sync.preflight.command:check",
-        "Pre-flight check of the Kizen account and the warehouse; writes nothing.",
-    ),
     "emulator": ("kizen_sync.emulator.cli:emulator", "Serve the local Kizen API emulator."),
     "demo": (
         "kizen_sync.demo:demo",
@@ -612,6 +608,51 @@ def validate(config: Path, offline: bool, as_json: bool) -> None:
             what = "file and warehouse" if offline else "file, warehouse and Kizen schema"
             out.print(f"{config}: valid ({what} checked)", markup=False)
     outcome.finish(**describe(problems))
+
+
+@cli.command()
+@config_option
+@sync_option
+@json_option
+@logging_options
+def check(config: Path, syncs: tuple[str, ...], as_json: bool) -> None:
+    """Pre-flight check of the Kizen account and the warehouse; writes nothing.
+
+    Checks reachability and TLS, the credentials (401 vs 403), each sync's object, mapped
+    fields, options and tags, reading records, the warehouse connection, sources and columns,
+    and the right to create the state tables. Exit 0 only when a run could succeed (warnings
+    allowed), 2 when the file or the account has a problem; with ``--json`` stdout holds
+    exactly one JSON document (:mod:`kizen_sync.preflight.results`), whatever happens.
+    """
+    from kizen_sync.config import load_config
+    from kizen_sync.preflight import Check, CheckReport, Status
+    from kizen_sync.preflight.project import check_project
+
+    try:
+        report = check_project(load_config(config), list(syncs) or None)
+    except ConfigError as exc:
+        report = CheckReport(
+            [
+                Check("file", "sync file", Status.FAIL, str(p), "fix the sync file", key=p.key)
+                for p in exc.problems
+            ]
+        )
+    if as_json:
+        from kizen_sync.output import document, dumps
+
+        # The envelope every --json document has (kizen_sync, command, exit_status, errors).
+        click.echo(dumps(document("check", report.exit_status, **report.as_json())))
+    else:
+        from kizen_sync.render import check_table
+
+        out = _out()
+        out.print(check_table(report))
+        out.print(
+            "A run could succeed."
+            if report.ok
+            else f"{len(report.failures)} problem(s): a run would fail. Fix them and check again."
+        )
+    raise SystemExit(report.exit_status)
 
 
 def main() -> None:

@@ -17,9 +17,11 @@ from rich.table import Table
 from kizen_sync.failure_groups import FailureGroup
 from kizen_sync.mapping.labels import LabelMap, change_text
 from kizen_sync.models import Operation, PlannedOp, RunReport
+from kizen_sync.preflight.results import CheckReport, Status
 
 __all__ = [
     "PIPED_WIDTH",
+    "check_table",
     "failure_groups_table",
     "failures_table",
     "make_console",
@@ -222,5 +224,32 @@ def failure_groups_table(groups: Sequence[FailureGroup]) -> Table:
             group.reason,
             example,
             _short(group.example, 160),
+        )
+    return table
+
+
+_CHECK_STYLE = {
+    Status.OK: "green",
+    Status.WARN: "yellow",
+    Status.FAIL: "bold red",
+    Status.SKIPPED: "dim",
+}
+
+
+def check_table(report: CheckReport) -> Table:
+    """The pre-flight report of ``kizen-sync check``: one row per check, with its fix."""
+    from rich.markup import escape
+
+    table = Table(title="Pre-flight check (nothing was written)", title_justify="left")
+    for name in ("sync", "area", "check", "status", "detail", "fix"):
+        table.add_column(name, overflow="fold")
+    for c in report.checks:
+        table.add_row(
+            c.sync or "-",
+            c.area,
+            c.check,
+            f"[{_CHECK_STYLE[c.status]}]{c.status.value}[/]",
+            escape(c.detail),
+            escape(c.fix),
         )
     return table

@@ -1,8 +1,8 @@
 """The house rules of docs/architecture.md, checked by tools rather than by hand.
 
 - import-linter's contracts (``[tool.importlinter]`` in pyproject.toml): the library never
-  imports Dagster, the emulator and the product never import each other, the pure core does
-  no I/O;
+  imports Dagster, the emulator and the product never import each other, nothing imports the
+  CLI (its entry point), the pure core does no I/O;
 - a plain ``pip install kizen-sync`` brings no web server (the emulator is an extra);
 - ``kizen-sync --help`` loads neither the HTTP, the SQL nor the emulator's stack, and an
   emulator command without its extra says what to install.

@@ -16,7 +16,6 @@ import httpx
 
 from kizen_sync.client import ClientSettings, KizenClient
 from kizen_sync.config import ProjectConfig, SyncConfig
-from kizen_sync.engine.runner import client_settings_from_config
 from kizen_sync.errors import ConfigError
 from kizen_sync.preflight.kizen import check_account, check_sync
 from kizen_sync.preflight.results import Check, CheckReport, Status
@@ -91,7 +90,7 @@ async def acheck_project(
     ]
     report = CheckReport()
     try:
-        settings = client_settings or client_settings_from_config(config)
+        settings = client_settings or config.kizen.client_settings()
     except ConfigError as exc:
         report.checks.extend(_settings_problems(config, exc))
     else:
