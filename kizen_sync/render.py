@@ -105,11 +105,14 @@ def plan_table(sync: str, ops: Sequence[PlannedOp], labels: LabelMap | None = No
         labels: option and tag labels by field and id (``RunReport.labels``); the plan holds
             ids, which mean nothing to the person reading it.
     """
+    ids = [op.kizen_id or ("(by identifier)" if op.identifier else "-") for op in ops]
     table = Table(title=f"Planned changes: {sync}", title_justify="left")
-    for name in ("source key", "operation", "Kizen id", "field", "change"):
-        table.add_column(name, overflow="fold")
-    for op in ops:
-        kizen_id = op.kizen_id or ("(by identifier)" if op.identifier else "-")
+    _whole(table, "source key", [op.source_key for op in ops])
+    table.add_column("operation", no_wrap=True)
+    _whole(table, "Kizen id", ids)
+    table.add_column("field", overflow="fold")
+    table.add_column("change", overflow="fold", min_width=20, ratio=1)
+    for op, kizen_id in zip(ops, ids, strict=True):
         if op.op is Operation.FAIL:
             table.add_row(op.source_key, "[red]fail[/]", kizen_id, "", str(op.error))
             continue

@@ -283,6 +283,23 @@ def test_long_keys_and_kizen_ids_never_wrap(project) -> None:
             assert kizen_id in shown.stdout, (width, kizen_id)
 
 
+def test_the_plan_shows_kizen_ids_whole_in_a_narrow_terminal(project) -> None:
+    assert invoke("run", "--config", project["path"]).exit_code == 0
+    _people(project["url"], [(i, f"Renamed{i}", "Opted In") for i in range(1, 6)])
+    planned = doc(invoke("plan", "--config", project["path"], "--json"))["syncs"][0]
+    kizen_ids = [op["kizen_id"] for op in planned["plan_sample"]]
+    assert len(kizen_ids) == 5
+    assert all(kizen_ids)
+    for width in ("80", "120"):
+        shown = CliRunner().invoke(
+            cli,
+            ["plan", "--config", project["path"]],
+            env={"KIZEN_API_KEY": SECRET, "COLUMNS": width},
+        )
+        for kizen_id in kizen_ids:
+            assert kizen_id in shown.stdout, (width, kizen_id)
+
+
 def test_plan_json_is_one_document_and_progress_stays_off_stdout(project, kizen) -> None:
     result = invoke("plan", "--config", project["path"], "--json")
     assert result.exit_code == 0
