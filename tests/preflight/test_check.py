@@ -308,3 +308,43 @@ def test_state_tables_a_user_may_not_create_fail_with_the_grant_to_give(
             assert "grant CREATE" in problem["fix"]
     finally:
         admin.dispose()
+
+
+@pytest.mark.postgres
+def test_create_on_the_state_schema_alone_passes_check_and_the_run_then_works(
+    pg_url: str, pg_schema: str, tmp_path: Path, kizen: tuple[Emulator, str]
+) -> None:
+    """``check`` asks for CREATE on the state schema; that grant alone must be enough for a
+    run (no CREATE on the database, which ``CREATE SCHEMA IF NOT EXISTS`` would need).
+    """
+    emu, base_url = kizen
+    admin = create_engine(pg_url)
+    try:
+        with owned_role(pg_url) as role:
+            with admin.begin() as conn:
+                conn.execute(text(f'GRANT USAGE, CREATE ON SCHEMA "{pg_schema}" TO "{role}"'))
+                conn.execute(
+                    text(f'CREATE TABLE "{pg_schema}".accts (id INTEGER PRIMARY KEY, name TEXT)')
+                )
+                conn.execute(text(f'GRANT SELECT ON "{pg_schema}".accts TO "{role}"'))
+                may_create_schemas = conn.execute(
+                    text("SELECT has_database_privilege(:r, current_database(), 'CREATE')"),
+                    {"r": role},
+                ).scalar()
+            assert may_create_schemas is False
+            config = _config(base_url, emu, pg_url.replace("postgres@", f"{role}@"))
+            config["warehouse"]["state_schema"] = pg_schema
+            config["syncs"] = [config["syncs"][1]]
+            config["syncs"][0]["source"]["table"] = f"{pg_schema}.accts"
+            config["syncs"][0]["fields"] = [{"column": "name", "field": "name"}]
+            path = tmp_path / "pg.yaml"
+            path.write_text(yaml.safe_dump(config))
+            result = check(str(path), "--json")
+            assert result.exit_code == 0, result.output
+            env = {"KIZEN_API_KEY": KEY, "COLUMNS": "250"}
+            ran = CliRunner().invoke(cli, ["run", "--config", str(path)], env=env)
+            assert ran.exit_code == 0, ran.output
+            tables = inspect(admin).get_table_names(schema=pg_schema)
+            assert "kizen_sync_sync_state" in tables
+    finally:
+        admin.dispose()

@@ -156,9 +156,16 @@ class PostgresDialect(Dialect):
 
     @contextmanager
     def migration_lock(self, conn: Connection, state_schema: str | None) -> Iterator[None]:
-        """A transaction-scoped advisory lock, then the state schema if it is missing."""
+        """A transaction-scoped advisory lock, then the state schema if it is missing.
+
+        The schema is created only when it does not exist: ``CREATE SCHEMA IF NOT EXISTS``
+        needs ``CREATE`` on the database even when the schema is there, and a user granted
+        ``CREATE`` on its state schema alone (what ``kizen-sync check`` asks for) must be
+        able to run.
+        """
         conn.execute(text("SELECT pg_advisory_xact_lock(:id)"), {"id": MIGRATION_LOCK_ID})
-        if state_schema:
+        exists = text("SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = :s)")
+        if state_schema and not conn.execute(exists, {"s": state_schema}).scalar_one():
             quoted = conn.dialect.identifier_preparer.quote_identifier(state_schema)
             conn.exec_driver_sql(f"CREATE SCHEMA IF NOT EXISTS {quoted}")
         yield
