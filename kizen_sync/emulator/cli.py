@@ -36,6 +36,18 @@ __all__ = ["emulator"]
 @click.option("--error-rate", type=float, default=0.0, show_default=True)
 @click.option("--drop-rate", type=float, default=0.0, show_default=True)
 @click.option("--seed", type=int, default=None, help="Seed of the fault generator.")
+@click.option(
+    "--strict",
+    is_flag=True,
+    help="Refuse every request shape the evidence does not confirm or document.",
+)
+@click.option(
+    "--ignore-field",
+    "ignored_fields",
+    multiple=True,
+    metavar="API_NAME",
+    help="Accept writes to this field and drop them (repeatable): what `verify:` catches.",
+)
 @click.option("--api-key", default=None, help="Accepted API key (else $KIZEN_API_KEY, else demo).")
 @click.option("--user-id", default=None, help="Accepted user id (else $KIZEN_USER_ID, else demo).")
 @click.option(
@@ -53,6 +65,8 @@ def emulator(
     error_rate: float,
     drop_rate: float,
     seed: int | None,
+    strict: bool,
+    ignored_fields: tuple[str, ...],
     api_key: str | None,
     user_id: str | None,
     business_id: str | None,
@@ -66,6 +80,8 @@ def emulator(
                 "error_rate": error_rate,
                 "drop_rate": drop_rate,
                 "seed": seed,
+                "strict": strict,
+                "ignored_fields": ignored_fields,
             }
         )
     except ValueError as exc:

@@ -483,18 +483,36 @@ def _check_type(f: FieldDef, label: str, value: Any) -> Iterable[_Result]:
         elif not _is_id(value):
             yield Tier.UNSUPPORTED, f"{label} as {type(value).__name__}", "AE 5", 400
         return
-    if kind == "rating" and number:
-        yield (
-            Tier.UNVERIFIED,
-            f"{label} as a number",
-            "Kizen's CLI sends one, but ratings are option-backed (live): send the option",
-            400,
-        )
+    if kind == "rating":
+        # Ratings are option-backed (BC field.md, live), but no source shows a rating
+        # *written*: AE's table of write formats has no rating row, and BC's planner sends a
+        # bare number that its drift tests never exercise. Both forms are inferences.
+        if number:
+            yield (
+                Tier.UNVERIFIED,
+                f"{label} as a number",
+                "Kizen's CLI sends one (not seen live), but ratings are option-backed (live)",
+                400,
+            )
+        elif _is_ref(value) or _is_id(value):
+            yield (
+                Tier.UNVERIFIED,
+                f"{label} as an option",
+                "inferred from the rating's options (live); no source shows a rating written",
+                400,
+            )
+        else:
+            yield (
+                Tier.UNSUPPORTED,
+                f"{label} as {type(value).__name__}",
+                'ratings are option-backed (live): an option {"id": ...} or a number',
+                400,
+            )
         return
     if kind == "selector":
         yield Tier.UNVERIFIED, f"a value for {label}", "no source describes selector fields", 400
         return
-    if kind in _OPTION_TYPES or kind in ("rating", "relationship"):
+    if kind in _OPTION_TYPES or kind == "relationship":
         named = isinstance(value, Mapping) and set(value) == {"name"} and kind != "relationship"
         if not (_is_ref(value) or _is_id(value) or named):
             yield (

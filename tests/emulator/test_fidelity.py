@@ -166,6 +166,19 @@ async def test_strict_mode_refuses_shapes_the_evidence_does_not_support(strict, 
     assert what in errors[1]["value"][0]
 
 
+async def test_strict_mode_refuses_a_rating_written_as_its_option(strict):
+    """Ratings are option-backed (live), but no source shows one written in any form."""
+    rid = strict.create_record("accounts", {"name": "Rated Co"})
+    option = _option(strict, "accounts", "satisfaction", 3)
+    async with _client(strict) as client:
+        r = await _write(client, rid, {"name": "satisfaction", "value": {"id": option}})
+    assert r.status_code == 400
+    (error,) = r.json()["fields"]
+    assert error["code"] == ["unverified_shape"]
+    assert "satisfaction (rating) as an option" in error["value"][0]
+    assert "no source shows a rating written" in error["value"][0]
+
+
 async def test_strict_mode_refuses_two_entries_for_one_field(strict):
     rid = strict.create_record("accounts", {"name": "Twice Co"})
     async with _client(strict) as client:
@@ -187,10 +200,6 @@ async def test_strict_mode_accepts_confirmed_and_documented_shapes(strict):
             rid,
             {"name": "tier", "value": {"id": _option(strict, "accounts", "tier")}},
             {"name": "owner", "value": ALEX},
-            {
-                "name": "satisfaction",
-                "value": {"id": _option(strict, "accounts", "satisfaction", 4)},
-            },
             {"name": "health_score", "value": 1.25},
             {"name": "contract", "value": [UPLOADED]},
             {"name": "last_contacted", "value": "2026-03-31T17:27:20+00:00"},

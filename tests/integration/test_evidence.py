@@ -2,10 +2,11 @@
 
 - Behind the validating proxy the demo sends no route or shape that no source supports, and
   the shapes it sends that are only documented-but-unverified are exactly the multi-valued
-  writes and clears the docs list (docs/architecture.md, "Wire shapes").
+  writes and the ratings the docs list (docs/architecture.md, "Wire shapes").
 - Against a ``strict`` emulator (which refuses unverified shapes too) the same demo shows
   where it depends on them: the records that fail are exactly those writing a multi-valued
-  field, each failure names the shape and the sources, and every other record syncs.
+  field or a rating, each failure names the shape and the sources, and every other record
+  syncs.
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ from kizen_sync.emulator.evidence import Tier
 from kizen_sync.engine import SyncRunner
 
 MULTI = ("(dynamictags)", "(checkboxes)", "(relationship)")
+#: No source shows a rating written (only its options, live): sent as an option, unverified.
+UNVERIFIED = (*MULTI, "(rating)")
 
 
 def _demo(emu: Emulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
@@ -41,8 +44,9 @@ def test_the_demo_sends_only_supported_routes_and_shapes(tmp_path, monkeypatch) 
     assert emu.proxy is not None
     assert emu.proxy.violations() == []
     unverified = {f.what for f in emu.proxy.unverified()}
-    assert unverified  # the demo does write multi-valued fields
-    assert all(any(m in what for m in MULTI) for what in unverified), unverified
+    assert unverified  # the demo does write multi-valued fields and a rating
+    assert all(any(m in what for m in UNVERIFIED) for what in unverified), unverified
+    assert any("(rating) as an option" in what for what in unverified), unverified
     assert all(f.tier is Tier.UNVERIFIED for f in emu.proxy.unverified())
 
 
@@ -58,13 +62,16 @@ def test_a_strict_emulator_shows_which_records_depend_on_unverified_shapes(tmp_p
         with SyncRunner.from_file(sync_file, client_settings=settings) as runner:
             reports = [runner.run(name) for name in ("contacts", "accounts")]
     failures = [f for report in reports for f in report.failures]
-    assert failures, "the demo writes tags and products, which no source confirms"
+    assert failures, "the demo writes tags, products and ratings, which no source confirms"
     for failure in failures:
         text = str(failure["message"])
         assert "strict:" in text
         assert "unverified" in text
-        assert any(m in text for m in MULTI), text
-        assert "AE documents bare ids" in text  # the sources are named
+        assert any(m in text for m in UNVERIFIED), text
+        if any(m in text for m in MULTI):
+            assert "AE documents bare ids" in text  # the sources are named
+        else:
+            assert "no source shows a rating written" in text
     # Records without a multi-valued value sync: the dependency shows only where it is.
     assert sum(r.counts.created for r in reports) > 0
     assert emu.proxy is not None
