@@ -3,8 +3,9 @@
 Order: the credentials in the environment, then Kizen (reachable over TLS, credentials 401 vs
 403, then per sync the object, every mapped field and its options, the dynamic tags, reading
 records), then the warehouse (connection, the state tables and the right to create them, each
-sync's source and columns). Kizen's per-sync checks are skipped when Kizen cannot be reached
-or refuses the credentials; the warehouse is checked regardless, so one run of ``check``
+sync's source and columns, and the source's option and tag values against what Kizen has).
+Kizen's per-sync checks are skipped when Kizen cannot be reached or refuses the credentials;
+the warehouse is checked regardless, so one run of ``check``
 shows every problem that does not hide another.
 """
 
@@ -19,7 +20,7 @@ from kizen_sync.config import ProjectConfig, SyncConfig
 from kizen_sync.errors import ConfigError
 from kizen_sync.preflight.kizen import check_account, check_sync
 from kizen_sync.preflight.results import Check, CheckReport, Status
-from kizen_sync.preflight.warehouse import check_warehouse
+from kizen_sync.preflight.warehouse import KizenFound, check_warehouse
 from kizen_sync.warehouse import Warehouse
 
 __all__ = ["acheck_project", "check_project"]
@@ -48,8 +49,10 @@ async def _kizen(
     settings: ClientSettings,
     syncs: list[tuple[int, SyncConfig]],
     transport: httpx.AsyncBaseTransport | None,
-) -> list[Check]:
+) -> tuple[list[Check], dict[str, KizenFound]]:
+    """Kizen's checks, and per sync what they read (for the warehouse's values check)."""
     settings = settings.model_copy(update=_PATIENCE)
+    found: dict[str, KizenFound] = {}
     async with KizenClient(settings, transport=transport) as client:
         checks = await check_account(client)
         if any(c.status is Status.FAIL for c in checks):
@@ -58,10 +61,13 @@ async def _kizen(
                 Check("kizen", "object", Status.SKIPPED, f"{why} failed", sync=s.name)
                 for _, s in syncs
             )
-            return checks
+            return checks, found
         for index, sync in syncs:
-            checks.extend((await check_sync(client, index, sync)).checks)
-    return checks
+            side = await check_sync(client, index, sync)
+            checks.extend(side.checks)
+            if side.schema is not None:
+                found[sync.name] = (side.schema, side.tags)
+    return checks, found
 
 
 async def acheck_project(
@@ -89,13 +95,15 @@ async def acheck_project(
         for name in (sync_names or [s.name for s in config.syncs])
     ]
     report = CheckReport()
+    found: dict[str, KizenFound] = {}
     try:
         settings = client_settings or config.kizen.client_settings()
     except ConfigError as exc:
         report.checks.extend(_settings_problems(config, exc))
     else:
-        report.checks.extend(await _kizen(settings, syncs, transport))
-    report.checks.extend(await asyncio.to_thread(check_warehouse, config, syncs, warehouse))
+        checks, found = await _kizen(settings, syncs, transport)
+        report.checks.extend(checks)
+    report.checks.extend(await asyncio.to_thread(check_warehouse, config, syncs, warehouse, found))
     return report
 
 

@@ -9,6 +9,7 @@ writable), because the first run creates them before it sends anything.
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from pathlib import Path
 
 from sqlalchemy import Connection, func, inspect, select, text
@@ -16,6 +17,8 @@ from sqlalchemy import Connection, func, inspect, select, text
 from kizen_sync.config import ProjectConfig, SyncConfig
 from kizen_sync.errors import SourceError, StateStoreError
 from kizen_sync.preflight.results import Check, Status
+from kizen_sync.preflight.values import check_values
+from kizen_sync.schema import ObjectSchema
 from kizen_sync.warehouse import Source, StateTables, Warehouse
 from kizen_sync.warehouse.sqlfiles import migrations
 from kizen_sync.warehouse.tables import state_tables
@@ -23,6 +26,9 @@ from kizen_sync.warehouse.tables import state_tables
 __all__ = ["check_warehouse"]
 
 _AREA = "warehouse"
+#: What Kizen's checks of one sync read: its object schema and, per dynamic-tags field, the
+#: tags as label -> id.
+KizenFound = tuple[ObjectSchema, Mapping[str, Mapping[str, str]]]
 
 
 def _may_create(conn: Connection, warehouse: Warehouse) -> tuple[bool | None, str]:
@@ -87,41 +93,55 @@ def _state(warehouse: Warehouse) -> Check:
     return Check(_AREA, "state tables", Status.OK, f"{detail} (CREATE allowed)")
 
 
-def _source(warehouse: Warehouse, index: int, sync: SyncConfig) -> Check:
+def _source(
+    warehouse: Warehouse, index: int, sync: SyncConfig, kizen: Mapping[str, KizenFound]
+) -> list[Check]:
     try:
         source = Source(warehouse, sync)
     except SourceError as exc:
         key = f"syncs[{index}].{exc.context.get('key') or 'source'}"
-        return Check(
+        return [
+            Check(
+                _AREA,
+                "source",
+                Status.FAIL,
+                exc.message,
+                f"fix {key}: name a table, view or column the warehouse has",
+                sync.name,
+                key,
+            )
+        ]
+    columns = len({*sync.source.primary_key, *sync.mapped_columns})
+    checks = [
+        Check(
             _AREA,
             "source",
-            Status.FAIL,
-            exc.message,
-            f"fix {key}: name a table, view or column the warehouse has",
-            sync.name,
-            key,
+            Status.OK,
+            f"{source.label}: the {columns} key and mapped columns exist",
+            sync=sync.name,
         )
-    columns = len({*sync.source.primary_key, *sync.mapped_columns})
-    return Check(
-        _AREA,
-        "source",
-        Status.OK,
-        f"{source.label}: the {columns} key and mapped columns exist",
-        sync=sync.name,
-    )
+    ]
+    if sync.name in kizen:
+        schema, tags = kizen[sync.name]
+        checks.extend(check_values(source, index, schema, tags))
+    return checks
 
 
 def check_warehouse(
     config: ProjectConfig,
     syncs: list[tuple[int, SyncConfig]],
     warehouse: Warehouse | None = None,
+    kizen: Mapping[str, KizenFound] | None = None,
 ) -> list[Check]:
-    """Connection, each sync's source and columns, the state tables and DDL rights.
+    """Connection, each sync's source and columns, the state tables and DDL rights, and the
+    source's option and tag values against Kizen (:mod:`kizen_sync.preflight.values`).
 
     Args:
         config: the sync file.
         syncs: the syncs to check, with their index in the file.
         warehouse: an open warehouse (tests); default one from ``config.warehouse``.
+        kizen: per sync name, what Kizen's checks read (the object schema and the dynamic
+            tags); a sync without an entry (Kizen not reached) gets no values check.
     """
     owned = warehouse is None
     try:
@@ -159,7 +179,8 @@ def check_warehouse(
                     "state_schema / table_prefix at tables it may use",
                 )
             )
-        checks.extend(_source(warehouse, index, sync) for index, sync in syncs)
+        for index, sync in syncs:
+            checks.extend(_source(warehouse, index, sync, kizen or {}))
         return checks
     finally:
         if owned:

@@ -139,7 +139,9 @@ def test_a_good_file_passes_and_nothing_is_written(setup: dict[str, Any]) -> Non
         (None, "connect"),
         (None, "state tables"),
         ("people", "source"),
+        ("people", "values"),
         ("accounts", "source"),
+        ("accounts", "values"),
     } <= names
     state = next(c for c in doc["checks"] if c["check"] == "state tables")
     assert "do not exist yet" in state["detail"]
@@ -246,6 +248,33 @@ def test_warehouse_problems_name_table_and_column(setup: dict[str, Any]) -> None
     assert "table 'peeple' not found" in by_sync["people"]["detail"]
     assert by_sync["people"]["key"] == "syncs[0].source.table"
     assert "'teir'" in by_sync["accounts"]["detail"]
+
+
+def test_source_values_kizen_lacks_name_the_values_and_the_fix(setup: dict[str, Any]) -> None:
+    """An option or tag Kizen does not have fails every row holding it, on every run: the
+    schema is right and the data is not, and check says which values, where, and what to do.
+    """
+    engine = create_engine(setup["url"])
+    with engine.begin() as conn:
+        conn.execute(text("INSERT INTO people VALUES (2, 'b@example.com', 'Bo', 'vip,Nope')"))
+        conn.execute(text("INSERT INTO accts VALUES (1, 'Acme', 'Platinum'), (2, 'B', 'Gold')"))
+    engine.dispose()
+    result = check(_write(setup), "--json")
+    assert result.exit_code == 2, result.output
+    by_check = {c["check"]: c for c in _failed(_json(result))}
+    assert set(by_check) == {"values tier", "values tags"}
+    tier, tags = by_check["values tier"], by_check["values tags"]
+    assert (tier["sync"], tier["key"]) == ("accounts", "syncs[1].fields[1].column")
+    assert "holds 1 value(s) that field 'tier' does not have: 'Platinum'" in tier["detail"]
+    assert "Gold, Silver, Bronze" in tier["detail"]  # the options Kizen has
+    assert "add the options to field 'tier' in Kizen" in tier["fix"]
+    # Tags resolve as a run resolves them: 'vip' is VIP (case-insensitive), 'Nope' is missing.
+    assert "'Nope'" in tags["detail"]
+    assert "vip" not in tags["detail"].split("does not have:")[1].split(";")[0]
+    assert "create_missing_tags: true" in tags["fix"]
+    # A sync that creates missing tags has no tag problem; the option is still missing.
+    doc = _json(check(_write(setup, **{"syncs.0.create_missing_tags": True}), "--json"))
+    assert {c["check"] for c in _failed(doc)} == {"values tier"}
 
 
 def test_a_sync_mapping_the_pipeline_stage_is_refused_with_the_reason(
