@@ -628,15 +628,23 @@ def check(config: Path, syncs: tuple[str, ...], as_json: bool) -> None:
     from kizen_sync.preflight import Check, CheckReport, Status
     from kizen_sync.preflight.project import check_project
 
-    try:
-        report = check_project(load_config(config), list(syncs) or None)
-    except ConfigError as exc:
-        report = CheckReport(
+    def problems(error: ConfigError, fix: str) -> CheckReport:
+        return CheckReport(
             [
-                Check("file", "sync file", Status.FAIL, str(p), "fix the sync file", key=p.key)
-                for p in exc.problems
+                Check("file", "sync file", Status.FAIL, str(p), fix, key=p.key)
+                for p in error.problems
             ]
         )
+
+    try:
+        project = load_config(config)
+    except ConfigError as exc:
+        report = problems(exc, "fix the sync file")
+    else:
+        try:
+            report = check_project(project, list(syncs) or None)
+        except ConfigError as exc:  # only a --sync that names no sync of the file
+            report = problems(exc, "pass --sync a sync name of the file, or leave it out")
     if as_json:
         from kizen_sync.output import document, dumps
 

@@ -298,6 +298,14 @@ def test_a_sync_mapping_the_pipeline_stage_is_refused_with_the_reason(
     assert "/move" in problem["detail"]
 
 
+def test_an_unknown_sync_name_points_at_the_command_line(setup: dict[str, Any]) -> None:
+    result = check(_write(setup), "--sync", "peple", "--json")
+    assert result.exit_code == 2
+    (problem,) = _failed(_json(result))
+    assert "no sync named 'peple' (known: people, accounts)" in problem["detail"]
+    assert problem["fix"].startswith("pass --sync a sync name of the file")
+
+
 def test_an_invalid_sync_file_is_still_one_json_document(setup: dict[str, Any]) -> None:
     path = setup["tmp"] / "broken.yaml"
     path.write_text("warehouse:\n  url: x\nsyncs: []\n")
