@@ -45,6 +45,8 @@ class KizenSide:
     checks: list[Check] = field(default_factory=list)
     schema: ObjectSchema | None = None
     tags: dict[str, dict[str, str]] = field(default_factory=dict)
+    #: The first 403 met (the object or a tag listing): a run raises it, with the fix.
+    denied: PermissionDeniedError | None = None
 
     @property
     def ok(self) -> bool:
@@ -161,6 +163,7 @@ async def _object(client: KizenClient, index: int, sync: SyncConfig, side: Kizen
         )
         return
     except PermissionDeniedError as exc:
+        side.denied = side.denied or exc
         side.checks.append(
             Check(
                 _AREA, "object", Status.FAIL, f"403 reading {sync.object!r}: {_said(exc)}",
@@ -231,6 +234,8 @@ async def _tags(
         try:
             listed = await client.list_dynamic_tags(schema.name, target.id)
         except KizenAPIError as exc:
+            if isinstance(exc, PermissionDeniedError):
+                side.denied = side.denied or exc
             side.checks.append(
                 Check(
                     _AREA,
@@ -310,10 +315,38 @@ async def prepare_sync(
     Raises:
         ConfigError: the object, a mapped field or its tags would make the run fail; every
             problem names its key and carries the fix ``kizen-sync check`` prints.
-        TransportError, AuthenticationError: Kizen could not be reached or refused the key
-            (their messages name the host, the certificate problem or the status).
+        AuthenticationError: 401, the key, user id or business id is wrong;
+            ``PermissionDeniedError``: 403, the key's user may not read the object or its
+            tags. Both carry ``check``'s fix; like every refusal of the credentials they
+            fail the run (exit 1), they are not a problem of the sync file.
+        TransportError: Kizen could not be reached (the message names the host, the port or
+            the certificate problem).
     """
-    side = await check_sync(client, index, sync, reads=False)
+    try:
+        side = await check_sync(client, index, sync, reads=False)
+    except PermissionDeniedError:
+        raise  # not raised by check_sync: it records a 403 in ``side.denied``
+    except AuthenticationError as exc:
+        raise AuthenticationError(
+            f"Kizen refused the API key, user id or business id ({_said(exc)}); "
+            f"fix: {_credentials_fix(client)}",
+            status=exc.status,
+            method=exc.method,
+            path=exc.path,
+            request_id=exc.request_id,
+            body=exc.body,
+        ) from None
+    if side.denied is not None:
+        denied = side.denied
+        raise PermissionDeniedError(
+            f"the key is valid, but its user may not read {sync.object!r} or its tags "
+            f"({_said(denied)}); fix: {_PERMISSION_FIX}",
+            status=denied.status,
+            method=denied.method,
+            path=denied.path,
+            request_id=denied.request_id,
+            body=denied.body,
+        )
     problems = [
         ConfigProblem(
             c.key or f"syncs[{index}]", f"{c.detail}; fix: {c.fix}" if c.fix else c.detail

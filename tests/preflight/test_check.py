@@ -306,6 +306,43 @@ def test_an_unknown_sync_name_points_at_the_command_line(setup: dict[str, Any]) 
     assert problem["fix"].startswith("pass --sync a sync name of the file")
 
 
+def _writes(emu: Emulator) -> int:
+    log = emu.request_log
+    return sum(log.total(method=m) for m in ("POST", "PATCH", "PUT", "DELETE")) - log.total(
+        method="POST", route="/api/records/{object_identifier}/search"
+    )
+
+
+@pytest.mark.parametrize(
+    ("changes", "key", "status", "said"),
+    [
+        ({"syncs.0.object": "clients"}, KEY, 2, "Kizen has no object 'clients'"),
+        ({"syncs.0.fields.1.field": "first"}, KEY, 2, "has no field 'first'"),
+        ({}, "sk-wrong", 1, "belongs to user"),
+        ({}, NO_ACCESS_KEY, 1, "'Standard API Keys' permission"),
+    ],
+    ids=["wrong object", "missing field", "401", "403"],
+)
+def test_run_performs_the_cheap_checks_before_its_first_write(
+    setup: dict[str, Any], changes: dict[str, Any], key: str, status: int, said: str
+) -> None:
+    """A run with a row to send reads the object, the fields and the tags before it writes:
+    the same problems as ``check``, with its fixes, and nothing reaches Kizen. A refused key
+    fails the run (exit 1, as every 401/403 does); a sync file problem is exit 2.
+    """
+    emu: Emulator = setup["emu"]
+    before = _writes(emu)
+    env = {"KIZEN_API_KEY": key, "COLUMNS": "250"}
+    path = _write(setup, **changes)
+    result = CliRunner().invoke(cli, ["run", "--config", path, "--sync", "people"], env=env)
+    assert result.exit_code == status, result.output
+    message = " ".join(result.output.split())
+    assert said in message
+    assert "fix:" in message
+    assert KEY not in result.output
+    assert _writes(emu) == before
+
+
 def test_an_invalid_sync_file_is_still_one_json_document(setup: dict[str, Any]) -> None:
     path = setup["tmp"] / "broken.yaml"
     path.write_text("warehouse:\n  url: x\nsyncs: []\n")
