@@ -1,18 +1,16 @@
 """The warehouse side of the pre-flight check: connection, sources, state tables.
 
 Writes nothing: the state tables are not created here. When they do not exist yet, the check
-asks the database whether the user may create them (PostgreSQL's ``has_schema_privilege`` /
-``has_database_privilege``; for SQLite, whether the database file and its directory are
-writable), because the first run creates them before it sends anything.
+asks the warehouse's dialect whether the user may create them
+(:meth:`~kizen_sync.warehouse.dialects.base.Dialect.may_create_state`), because the first run
+creates them before it sends anything.
 """
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
-from pathlib import Path
 
-from sqlalchemy import Connection, func, inspect, select, text
+from sqlalchemy import func, inspect, select, text
 
 from kizen_sync.config import ProjectConfig, SyncConfig
 from kizen_sync.errors import SourceError, StateStoreError
@@ -31,31 +29,6 @@ _AREA = "warehouse"
 KizenFound = tuple[ObjectSchema, Mapping[str, Mapping[str, str]]]
 
 
-def _may_create(conn: Connection, warehouse: Warehouse) -> tuple[bool | None, str]:
-    """Whether the connected user may create the state tables, and where they would go."""
-    dialect = warehouse.dialect
-    if dialect == "postgresql":
-        schema = warehouse.state_schema or conn.execute(text("SELECT current_schema()")).scalar()
-        if schema and schema in inspect(conn).get_schema_names():
-            allowed = conn.execute(
-                text("SELECT has_schema_privilege(:s, 'CREATE')"), {"s": schema}
-            ).scalar()
-            return bool(allowed), f"schema {schema!r}"
-        allowed = conn.execute(
-            text("SELECT has_database_privilege(current_database(), 'CREATE')")
-        ).scalar()
-        return bool(allowed), f"a new schema {schema!r} in the database"
-    if dialect == "sqlite":
-        database = warehouse.engine.url.database
-        if not database or database == ":memory:":
-            return True, "the in-memory database"
-        path = Path(database)
-        directory = path.parent if str(path.parent) else Path()
-        writable = os.access(directory, os.W_OK) and (not path.exists() or os.access(path, os.W_OK))
-        return writable, f"the database file {path}"
-    return None, f"the {dialect} warehouse"
-
-
 def _state(warehouse: Warehouse) -> Check:
     tables: StateTables = state_tables(warehouse.state_schema, warehouse.table_prefix)
     latest = max(f.version for f in migrations(warehouse.dialect))
@@ -71,10 +44,10 @@ def _state(warehouse: Warehouse) -> Check:
                 return Check(
                     _AREA, "state tables", Status.OK, f"{names} present (DDL version {applied})"
                 )
-            allowed, place = _may_create(conn, warehouse)
+            allowed, place = warehouse.sql_dialect.may_create_state(conn, warehouse.state_schema)
             detail = f"{names} at DDL version {applied}; the next run upgrades them to {latest}"
         else:
-            allowed, place = _may_create(conn, warehouse)
+            allowed, place = warehouse.sql_dialect.may_create_state(conn, warehouse.state_schema)
             detail = f"{names} do not exist yet; the first run creates them in {place}"
     if allowed is None:
         return Check(

@@ -146,6 +146,14 @@ class Dialect:
         """Whether ``schema`` exists in the warehouse the connection points at."""
         return schema in inspect(conn).get_schema_names()
 
+    def may_create_state(self, conn: Connection, schema: str | None) -> tuple[bool | None, str]:
+        """Whether the connected user may create kizen-sync's tables in ``schema`` (the
+        connection's default when None), and where they would go: the pre-flight check asks,
+        because the first run creates them before it sends anything. None: this warehouse
+        cannot tell without trying.
+        """
+        return None, f"the {self.label} warehouse"
+
     def relation_names(self, conn: Connection, schema: str | None) -> list[str]:
         """The tables and views of ``schema`` (None: the connection's default)."""
         inspector = inspect(conn)

@@ -233,3 +233,18 @@ class PostgresDialect(Dialect):
             {"pid": session, "hi": unsigned >> 32, "lo": unsigned & 0xFFFFFFFF},
         ).scalar_one()
         return bool(held)
+
+    def may_create_state(self, conn: Connection, schema: str | None) -> tuple[bool | None, str]:
+        """``has_schema_privilege(schema, 'CREATE')``, or ``has_database_privilege`` when the
+        schema does not exist yet (the first run creates it).
+        """
+        schema = schema or conn.execute(text("SELECT current_schema()")).scalar()
+        if schema and self.schema_exists(conn, schema):
+            allowed = conn.execute(
+                text("SELECT has_schema_privilege(:s, 'CREATE')"), {"s": schema}
+            ).scalar()
+            return bool(allowed), f"schema {schema!r}"
+        allowed = conn.execute(
+            text("SELECT has_database_privilege(current_database(), 'CREATE')")
+        ).scalar()
+        return bool(allowed), f"a new schema {schema!r} in the database"

@@ -9,9 +9,11 @@ since a SQLite column holds whatever it was given.
 from __future__ import annotations
 
 import hashlib
+import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, date, datetime
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import (
@@ -226,3 +228,13 @@ class SqliteDialect(Dialect):
         return stmt.on_conflict_do_update(
             index_elements=[table.c[k] for k in keys], set_=update(stmt.excluded)
         )
+
+    def may_create_state(self, conn: Connection, schema: str | None) -> tuple[bool | None, str]:
+        """Whether the database file (or, before it exists, its directory) is writable."""
+        database = self.engine.url.database
+        if not database or database == ":memory:":
+            return True, "the in-memory database"
+        path = Path(database)
+        directory = path.parent if str(path.parent) else Path()
+        writable = os.access(directory, os.W_OK) and (not path.exists() or os.access(path, os.W_OK))
+        return writable, f"the database file {path}"
