@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import importlib
+import os
+import shutil
+import subprocess
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
@@ -183,6 +186,43 @@ def test_code_location_module_loads_the_named_file(
 
     dg.Definitions.validate_loadable(defs)
     assert defs.resolve_job_def("contacts_sync") is not None
+
+
+def test_an_installed_package_loads_as_a_code_location(tmp_path: Path) -> None:
+    """``pip install kizen-sync[celery]`` puts the package in site-packages, with no
+    pyproject.toml above it: the code servers, workers and daemon of a deployment load it."""
+    site = tmp_path / "site-packages"
+    shutil.copytree(
+        Path(__file__).parents[2] / "dagster_project",
+        site / "dagster_project",
+        ignore=shutil.ignore_patterns("__pycache__"),
+    )
+    probe = (
+        "import dagster_project.definitions as m; d = m.defs(); "
+        "print(m.__file__); print(sorted(j.name for j in d.jobs)); "
+        "print(sorted(s.name for s in d.schedules))"
+    )
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(site),
+        "KIZEN_SYNC_CONFIG": str(demo_file(tmp_path, contacts={"schedule": "0 * * * *"})),
+    }
+    result = subprocess.run(
+        [sys.executable, "-c", probe],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+
+    assert result.returncode == 0, result.stderr[-3000:]
+    loaded_from, jobs, schedules = result.stdout.splitlines()[-3:]
+    assert loaded_from.startswith(str(site))
+    assert "'contacts_sync'" in jobs
+    assert "'accounts_retry_failed'" in jobs
+    assert schedules == "['contacts_schedule']"
 
 
 def test_backfill_policy_knob(monkeypatch: pytest.MonkeyPatch) -> None:
