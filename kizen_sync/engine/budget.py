@@ -8,7 +8,9 @@ through :class:`ApplyBudget`, whatever pass produced it: archives and rejected r
 counted as they go, with the very verdicts of :mod:`.guards` (mass archive against the records
 synced at the start of the run, reject rate against the larger of the plan and what has gone
 by), and the first op past a budget stops the run with a :class:`~kizen_sync.errors.GuardError`
-before it is sent. What was sent before it was within the budget the guard allows.
+before it is sent. What was sent before it was within the budget the guard allows. Rejects are
+what the plan's guard counts (:func:`~.guards.is_mapping_reject`): rows the resolve stage
+refuses (identity collisions, damaged state) are per-record failures here too.
 
 Pure: no I/O, so the same budget applies to an in-memory plan and to a re-read stream.
 """
@@ -18,7 +20,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Iterator
 
 from kizen_sync.config import SyncConfig
-from kizen_sync.engine.guards import archive_message, reject_message
+from kizen_sync.engine.guards import archive_message, is_mapping_reject, reject_message
 from kizen_sync.errors import GuardError
 from kizen_sync.models import Operation, PlannedOp
 
@@ -66,7 +68,7 @@ class ApplyBudget:
             self.archives += 1
             if archive_message(self.sync, self.archives, self.synced):
                 raise self._archive_error()
-        elif op.op is Operation.FAIL and not (self.known is not None and self.known(op)):
+        elif is_mapping_reject(op) and not (self.known is not None and self.known(op)):
             self.rejects += 1
             if len(self._examples) < 3:
                 self._examples.append(op)

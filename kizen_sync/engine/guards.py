@@ -12,14 +12,15 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from kizen_sync.config import SyncConfig
-from kizen_sync.errors import GuardError
-from kizen_sync.models import PlannedOp
+from kizen_sync.errors import GuardError, IdentityCollisionError, RowStateError
+from kizen_sync.models import Operation, PlannedOp
 
 __all__ = [
     "MIN_REJECTS_FOR_GUARD",
     "GuardReport",
     "archive_message",
     "guard_report",
+    "is_mapping_reject",
     "raise_for_archive",
     "raise_for_rejects",
     "reject_message",
@@ -28,6 +29,23 @@ __all__ = [
 #: The reject-rate guard needs at least this many rejected records: one bad row in a run of
 #: two is a failed record to fix, not a broken mapping, and must reach the failures list.
 MIN_REJECTS_FOR_GUARD = 5
+
+
+#: Failures that refuse one record for what it is, not for values the mapping cannot take:
+#: identity collisions, damaged state rows and unreadable source bytes. They are listed per
+#: record and never count against ``max_reject_rate``: a few of them among a few changes
+#: are not a broken mapping, and counting them stopped every run of the sync (a
+#: "cannot be mapped" GuardError) until someone repaired the rows.
+_REFUSED_RECORD_ERRORS = (IdentityCollisionError, RowStateError)
+
+
+def is_mapping_reject(op: PlannedOp) -> bool:
+    """A planned failure the reject-rate guard judges: the row's values cannot be mapped.
+
+    Rows refused for their identity or their state (:data:`_REFUSED_RECORD_ERRORS`) fail on
+    their own and do not count.
+    """
+    return op.op is Operation.FAIL and not isinstance(op.error, _REFUSED_RECORD_ERRORS)
 
 
 def _fraction(part: int, whole: int) -> float:

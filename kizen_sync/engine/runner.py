@@ -31,7 +31,7 @@ import asyncio
 import logging
 import os
 import uuid
-from collections.abc import AsyncIterator, Callable, Collection, Iterator
+from collections.abc import AsyncIterator, Callable, Collection, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -49,6 +49,7 @@ from kizen_sync.engine.executor import ApplySummary, Executor
 from kizen_sync.engine.guards import (
     GuardReport,
     guard_report,
+    is_mapping_reject,
     raise_for_archive,
     raise_for_rejects,
 )
@@ -109,6 +110,7 @@ class _Plan:
     by_op: dict[Operation, int] = field(default_factory=lambda: dict.fromkeys(Operation, 0))
     rejects: list[PlannedOp] = field(default_factory=list)  # first few new ones, for messages
     known_rejects: int = 0  # rejects that are not news (KnownFailures.known_reject)
+    refused: int = 0  # failures of a record's identity or state, not of its values
     known_failed: int = 0  # failed results that are not news (KnownFailures.known_failure)
     sample: list[PlannedOp] = field(default_factory=list)
     tally: ChangeTally = field(default_factory=ChangeTally)  # the streamed rows, by kind
@@ -127,8 +129,10 @@ class _Plan:
 
     @property
     def new_rejects(self) -> int:
-        """Rejected rows the reject-rate guard judges: only the new or changed ones."""
-        return self.by_op[Operation.FAIL] - self.known_rejects
+        """Rejected rows the reject-rate guard judges: only the new or changed ones whose
+        values cannot be mapped (:func:`~kizen_sync.engine.guards.is_mapping_reject`).
+        """
+        return self.by_op[Operation.FAIL] - self.known_rejects - self.refused
 
 
 @dataclass
@@ -314,15 +318,16 @@ class SyncRunner:
         options = options or RunOptions(dry_run=True)
         started = _now()
         scope = self._scope(sync_name, options)
+        self.store.require_tables()  # writes nothing: a dropped table is named, not created
         archive = self._archive_counts(scope, options)
         self._attach_resolver(scope, options, archive, dry_run=True)
         async with self._client() as client:
             kizen = self._kizen(client, scope)
-            plan = await asyncio.to_thread(self._plan, scope, kizen, options, False)
+            plan = await asyncio.to_thread(self._plan, scope, kizen, options, True)
+            by_op, sample = await asyncio.to_thread(self._resolved, scope, kizen, options, plan)
             requests = client.stats.requests
         unchanged = self._unchanged(scope, options, archive, plan)
         guard = self._guard_report(scope.sync, archive, plan)
-        by_op = plan.by_op
         report = RunReport(
             run_id=options.run_id or uuid.uuid4().hex,
             sync=sync_name,
@@ -338,9 +343,9 @@ class SyncRunner:
             ),
             started_at=started,
             finished_at=_now(),
-            planned=plan.planned,
+            planned=sum(n for op, n in by_op.items() if op is not Operation.NOOP),
             requests=requests,
-            plan_sample=plan.sample,
+            plan_sample=sample,
             labels=kizen.labels(),
             would_archive=guard.would_archive,
             message=guard.message,
@@ -352,6 +357,7 @@ class SyncRunner:
         """Coroutine of :meth:`check_guards`."""
         options = options or RunOptions()
         scope = self._scope(sync_name, options)
+        self.store.require_tables()
         archive = self._archive_counts(scope, options)
         self._attach_resolver(scope, options, archive, dry_run=True)
         async with self._client() as client:
@@ -632,15 +638,21 @@ class SyncRunner:
         plan = _Plan(ops=[] if keep else None, watch=watch)
         parked: set[str] = set()
         resolver = scope.resolver
+        damaged = resolver.refused_keys if resolver is not None else set()
+        damaged_seen: set[str] = set()
         for op in self._iter_ops(scope, kizen, options, plan.tally, parked):
             if resolver is not None:
                 resolver.observe(op)
             plan.rekeyed += op.replaces_key is not None
             if op.source_key in watch:
                 plan.seen.add(op.source_key)
+            if op.source_key in damaged:
+                damaged_seen.add(op.source_key)
             plan.by_op[op.op] += 1
             if scope.known.known_reject(op):
                 plan.known_rejects += 1
+            elif op.op is Operation.FAIL and not is_mapping_reject(op):
+                plan.refused += 1
             elif op.op is Operation.FAIL and len(plan.rejects) < 3:
                 plan.rejects.append(op)
             if op.op is not Operation.NOOP and len(plan.sample) < PLAN_SAMPLE:
@@ -650,10 +662,40 @@ class SyncRunner:
                 if len(plan.ops) > PLAN_IN_MEMORY:
                     plan.ops = None
         plan.seen.update(parked.intersection(watch))
+        # Rows whose state shares a Kizen id with another row's fail even when they did not
+        # change (the resolve stage adds them at the end): they are part of what is planned.
+        unstreamed = len(damaged - damaged_seen)
+        plan.by_op[Operation.FAIL] += unstreamed
+        plan.refused += unstreamed
         if resolver is not None:
             resolver.finish()
             plan.seen |= resolver.refused_keys & set(watch)  # failed again by the apply
         return plan
+
+    def _resolved(
+        self, scope: _Scope, kizen: _Kizen, options: RunOptions, plan: _Plan
+    ) -> tuple[dict[Operation, int], list[PlannedOp]]:
+        """What a dry run shows: the plan's ops as the apply would send them, through the
+        resolve stage (engine/resolve.py), counted per operation with a sample.
+
+        The planning pass alone showed a re-keyed row's old key as an archive of the record
+        the run keeps, colliding rows as creates and a row whose state holds another row's
+        record as an update of that record, none of which a run sends. A plan too large to
+        keep is read from the warehouse a second time, as the apply would.
+        """
+        resolver = scope.resolver
+        if resolver is None:
+            return plan.by_op, plan.sample
+        ops: Iterable[PlannedOp] = (
+            plan.ops if plan.ops is not None else self._iter_ops(scope, kizen, options)
+        )
+        by_op = dict.fromkeys(Operation, 0)
+        sample: list[PlannedOp] = []
+        for op in resolver.resolve(ops):
+            by_op[op.op] += 1
+            if op.op is not Operation.NOOP and len(sample) < PLAN_SAMPLE:
+                sample.append(op)
+        return by_op, sample
 
     def _resolve_failures(self, sync: SyncConfig, plan: _Plan, run_id: str) -> None:
         """Close open failures that no longer need a write.

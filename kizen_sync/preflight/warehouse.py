@@ -18,6 +18,7 @@ from kizen_sync.preflight.results import Check, Status
 from kizen_sync.preflight.values import check_values
 from kizen_sync.schema import ObjectSchema
 from kizen_sync.warehouse import Source, StateTables, Warehouse
+from kizen_sync.warehouse.migrations import Migrator
 from kizen_sync.warehouse.sqlfiles import migrations
 from kizen_sync.warehouse.tables import state_tables
 
@@ -34,6 +35,16 @@ def _state(warehouse: Warehouse) -> Check:
     latest = max(f.version for f in migrations(warehouse.dialect))
     where = f"{warehouse.state_schema + '.' if warehouse.state_schema else ''}"
     names = f"{where}{warehouse.table_prefix}*"
+    missing = Migrator(warehouse, tables).missing_message()
+    if missing:  # a table dropped after the first run: the next run creates it again
+        return Check(
+            _AREA,
+            "state tables",
+            Status.WARN,
+            missing,
+            "nothing to do if the table was dropped on purpose; else restore it from a "
+            "backup before the next run",
+        )
     with warehouse.connect() as conn:
         if inspect(conn).has_table(tables.version.name, schema=warehouse.state_schema):
             applied = conn.execute(

@@ -33,8 +33,7 @@ logger = logging.getLogger("kizen_sync.warehouse")
 _MISSING_MEANS = {
     "state": "every source row is planned as new and matched to its Kizen record by its "
     "identifier (match_on: upsert or lookup) or its record id column, so no record is "
-    "created twice; rows deleted from the source meanwhile are not archived. Run "
-    "`kizen-sync plan` to see what the next run sends",
+    "created twice; rows deleted from the source meanwhile are not archived",
     "audit": "the history of attempts starts again, and open failures are no longer listed",
     "runs": "the history of runs starts again",
     "leases": "no run held a lease",
@@ -100,6 +99,24 @@ class Migrator:
                     select(func.coalesce(func.max(self.tables.version.c.version), 0))
                 ).scalar_one()
             )
+
+    def missing_message(self) -> str:
+        """Why a command that creates nothing cannot go on, or "" when no table is missing.
+
+        ``plan`` and the guard check write nothing, so they do not re-create a dropped table
+        (``run`` does, see :meth:`ensure`); without this they stopped on the database's own
+        "relation does not exist", which says neither what happened nor what to do.
+        """
+        missing = self._missing_tables()
+        if not missing:
+            return ""
+        tables = ", ".join(getattr(self.tables, h).fullname for h in missing)
+        means = "; ".join(_MISSING_MEANS[h] for h in missing)
+        return (
+            f"kizen-sync's table {tables} is missing (dropped since it was created?). This "
+            "command writes nothing, so it does not create it again; the next `kizen-sync "
+            f"run` (or `retry`) does, at its start, and then: {means}."
+        )
 
     def _missing_tables(self) -> list[str]:
         """Handles (``state``, ``audit``, ...) of the tables a migrated schema lacks; empty

@@ -79,6 +79,18 @@ class StateStore:
         """
         self._migrator.ensure(verify=verify)
 
+    def require_tables(self) -> None:
+        """Stop a command that writes nothing when one of kizen-sync's tables was dropped.
+
+        Raises:
+            StateStoreError: naming the table, what the next run does about it and what
+                that means for the records.
+        """
+        self._migrator.ensure()
+        message = self._migrator.missing_message()
+        if message:
+            raise StateStoreError(message)
+
     # --- state -------------------------------------------------------------------------------
 
     def load_state(self, sync: str | SyncConfig, keys: Collection[str]) -> dict[str, StateRow]:

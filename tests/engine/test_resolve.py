@@ -144,3 +144,64 @@ def test_a_real_mass_deletion_is_still_stopped_by_the_guard(world: Contacts) -> 
     with world.runner() as runner, pytest.raises(GuardError, match="would archive 5 of 10"):
         runner.run("people")
     assert world.writes() == writes
+
+
+def _plan_rows(report: Any) -> dict[str, str]:
+    return {op.source_key: op.op.value for op in report.plan_sample}
+
+
+def test_plan_shows_a_re_key_as_the_run_sends_it_not_as_an_archive(world: Contacts) -> None:
+    delete = {"archive": True, "max_archive_fraction": 0.05}
+    world.source([(1, "ann@example.com", "Ann"), (2, "bob@example.com", "Bob")])
+    with world.runner(delete=delete) as runner:
+        runner.run("people")
+    world.source([(101, "ann@example.com", "Ann"), (102, "bob@example.com", "Robert")])
+    with world.runner(delete=delete) as runner:
+        plan = runner.plan("people")
+    # The plan once listed the old keys as archives of the very records the run keeps.
+    assert (plan.counts.archived, plan.counts.created, plan.counts.updated) == (0, 0, 1)
+    assert _plan_rows(plan) == {"102": "update"}
+    assert plan.planned == 1
+    with world.runner(delete=delete) as runner:
+        report = runner.run("people")
+    assert (report.counts.archived, report.counts.created, report.counts.updated) == (0, 0, 1)
+    assert not any(r["archived"] for rs in world.kizen().values() for r in rs)
+
+
+def test_plan_shows_colliding_rows_as_failures_naming_each_other(world: Contacts) -> None:
+    world.source([(1, "ann@example.com", "Ann"), (2, "ANN@example.com", "Annie")])
+    with world.runner() as runner:
+        plan = runner.plan("people")
+    # The plan once showed two creates, where the run sends nothing for either row.
+    assert (plan.counts.created, plan.counts.failed) == (0, 2)
+    assert _plan_rows(plan) == {"1": "fail", "2": "fail"}
+    errors = {op.source_key: str(op.error) for op in plan.plan_sample}
+    assert "'2'" in errors["1"]
+    assert "'1'" in errors["2"]
+    assert world.writes() == 0
+
+
+def test_many_colliding_rows_fail_one_by_one_and_the_rest_is_synced(world: Contacts) -> None:
+    world.source([(1, "ann@example.com", "Ann")])
+    with world.runner() as runner:
+        runner.run("people")
+    # Five rows refused for their identity among few changes: once counted as rows that
+    # "cannot be mapped", they stopped every run with a reject-rate GuardError.
+    world.insert(
+        [
+            (2, "ANN@example.com", "Impostor"),
+            (3, "bob@example.com", "Bob"),
+            (4, "BOB@example.com", "Bobby"),
+            (5, "cat@example.com", "Cat"),
+            (6, "Cat@example.com", "Kitty"),
+            (7, "dan@example.com", "Dan"),
+        ]
+    )
+    with world.runner(failure_threshold=1.0) as runner:
+        report = runner.run("people")
+    assert (report.counts.created, report.counts.failed) == (1, 5)
+    assert report.planned == 6
+    assert world.live() == {"ann@example.com": "Ann", "dan@example.com": "Dan"}
+    failures = _failures(world)
+    assert sorted(failures) == ["2", "3", "4", "5", "6"]
+    assert {f["error_class"] for f in failures.values()} == {"IdentityCollisionError"}

@@ -22,6 +22,7 @@ from sqlalchemy import create_engine, inspect, text
 
 from kizen_sync.cli import cli
 from kizen_sync.emulator import NO_ACCESS_KEY, Emulator
+from kizen_sync.warehouse import StateStore, Warehouse
 from tests.support.postgres import owned_role
 
 KEY = "sk-check-3b1f-never-print-me"
@@ -422,3 +423,26 @@ def test_create_on_the_state_schema_alone_passes_check_and_the_run_then_works(
             assert "kizen_sync_sync_state" in tables
     finally:
         admin.dispose()
+
+
+def test_a_dropped_state_table_is_a_warning_that_says_what_the_next_run_does(
+    setup: dict[str, Any],
+) -> None:
+    warehouse = Warehouse(setup["url"])
+    try:
+        store = StateStore(warehouse)
+        store.ensure_schema()
+        with warehouse.engine.begin() as conn:
+            conn.execute(text(f'DROP TABLE "{store.tables.state.name}"'))
+    finally:
+        warehouse.dispose()
+    result = check(_write(setup), "--json")
+    assert result.exit_code == 0, result.output  # the next run creates it again
+    state = next(c for c in _json(result)["checks"] if c["check"] == "state tables")
+    # It once failed with "make the state tables readable by this user", a wrong fix.
+    assert state["status"] == "warn"
+    assert f"{store.tables.state.name} is missing" in state["detail"]
+    assert "the next `kizen-sync run`" in state["detail"]
+    engine = create_engine(setup["url"])
+    assert store.tables.state.name not in inspect(engine).get_table_names()  # wrote nothing
+    engine.dispose()

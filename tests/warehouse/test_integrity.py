@@ -10,8 +10,9 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import inspect, text
 
+from kizen_sync.errors import StateStoreError
 from tests.support.contacts import Contacts, contacts_world
 
 
@@ -142,3 +143,51 @@ def test_a_lost_state_row_is_found_again_by_its_email(world: Contacts) -> None:
     }
     assert world.live()["bob@example.com"] == "Bobby"
     assert world.store().load_state("people", ["2"])["2"].kizen_id == ids["bob@example.com"]
+
+
+def test_damaged_state_rows_fail_one_by_one_and_the_rest_is_synced(world: Contacts) -> None:
+    world.source([(i, f"p{i}@example.com", f"P{i}") for i in range(1, 9)])
+    with world.runner() as runner:
+        runner.run("people")
+    ids = {e: r[0]["id"] for e, r in world.kizen().items()}
+    # Three rows' state points at their neighbour's record; one of them and one healthy
+    # row change. Six refused rows among two changes once stopped every run of the sync
+    # with a reject-rate GuardError ("cannot be mapped", "the source changed?").
+    for key in (1, 3, 5):
+        _state_sql(
+            world,
+            "UPDATE {state} SET kizen_id = :id WHERE source_key = :key",
+            id=ids[f"p{key + 1}@example.com"],
+            key=str(key),
+        )
+    world.db.run("UPDATE {s}people SET first_name = 'New' WHERE id IN (1, 8)")
+    with world.runner(failure_threshold=1.0) as runner:
+        plan = runner.plan("people")
+        report = runner.run("people")
+    # The plan shows what the run does: row 1 fails, it is no update of row 2's record.
+    assert {op.source_key: op.op.value for op in plan.plan_sample} == {
+        **{str(k): "fail" for k in range(1, 7)},
+        "8": "update",
+    }
+    assert (report.counts.updated, report.counts.failed) == (1, 6)
+    assert report.planned == 7  # the damaged rows that did not change are planned failures
+    assert world.live()["p8@example.com"] == "New"
+    assert world.live()["p1@example.com"] == "P1"
+    assert world.live()["p2@example.com"] == "P2"  # no misrouted PATCH
+    assert sorted(_failures(world)) == [str(k) for k in range(1, 7)]
+
+
+def test_plan_names_a_dropped_state_table_and_creates_nothing(world: Contacts) -> None:
+    _three(world)
+    _state_sql(world, "DROP TABLE {state}")
+    store = world.store()
+    with world.runner() as runner, pytest.raises(StateStoreError) as raised:
+        runner.plan("people")
+    message = raised.value.message
+    assert store.tables.state.name in message
+    assert "is missing" in message
+    assert "kizen-sync run" in message  # the way out
+    assert "matched to its Kizen record by its identifier" in message
+    with world.db.warehouse.engine.connect() as conn:
+        names = inspect(conn).get_table_names(schema=store.tables.state.schema)
+    assert store.tables.state.name not in names  # plan wrote nothing
