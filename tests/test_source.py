@@ -1,16 +1,18 @@
 from __future__ import annotations
 
 from datetime import UTC, date, datetime, timedelta, timezone
+from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import event, select
+from sqlalchemy import event, select, text
 
 from kizen_sync.config import SyncConfig
 from kizen_sync.errors import SourceError
 from kizen_sync.models import Partition
 from kizen_sync.warehouse import Source, Warehouse, bucket_of, decode_key, encode_key
 from kizen_sync.warehouse.constructs import KeyBucket
+from tests.conftest import Db, duckdb_url
 
 
 def make_sync(**source: Any) -> SyncConfig:
@@ -81,6 +83,23 @@ def test_unknown_table_lists_the_tables(db: Any) -> None:
     seed_people(db)
     with pytest.raises(SourceError, match=r"table '.*peple' not found \(tables: .*people"):
         Source(db.warehouse, make_sync(table=db.table("peple")))
+
+
+def test_a_duckdb_table_in_a_named_schema_is_found_and_a_missing_schema_is_named(
+    tmp_path: Path,
+) -> None:
+    warehouse = Warehouse(duckdb_url(tmp_path))
+    try:
+        with warehouse.engine.begin() as conn:
+            conn.execute(text("CREATE SCHEMA analytics"))
+        seed_people(Db(warehouse, "analytics"))
+        source = Source(warehouse, make_sync(table="analytics.people"))
+        source.check_keys()
+        assert source.row_columns == ["id", "email", "name"]
+        with pytest.raises(SourceError, match="schema 'nope' does not exist"):
+            Source(warehouse, make_sync(table="nope.people"))
+    finally:
+        warehouse.dispose()
 
 
 def test_null_and_duplicate_keys_are_reported_with_examples(db: Any) -> None:

@@ -185,6 +185,7 @@ class ChangeDetector:
         #: With the state in another database, the diff joins this copy of the sync's keys
         #: and fingerprints, loaded into the source warehouse before each diff.
         self.mirror: Table | None = None
+        self._scratch_ready = False  # the mirror's schema was found or created
         if warehouse.state is not None:
             self.mirror = self.store.tables.state.to_metadata(
                 MetaData(),
@@ -209,6 +210,18 @@ class ChangeDetector:
         now = datetime.now(UTC)
         try:
             with source.engine.begin() as conn:
+                scratch = source.scratch_schema
+                # Named in the sync file but not there yet: created, as the state schema is.
+                # Looked up first, so that a role allowed to write in an existing schema but
+                # not to create one is never refused.
+                if (
+                    scratch
+                    and dialect.has_schemas
+                    and not self._scratch_ready
+                    and not dialect.schema_exists(conn, scratch)
+                ):
+                    dialect.create_schema(conn, scratch)
+                self._scratch_ready = True
                 mirror.create(conn, checkfirst=True)
                 conn.execute(delete(mirror).where(mirror.c.sync_name == self.sync.name))
                 with self.store.warehouse.engine.connect() as state_conn:

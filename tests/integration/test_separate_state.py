@@ -159,3 +159,40 @@ def test_a_state_url_is_validated_like_the_warehouse_url() -> None:
             {"warehouse": {"url": "sqlite://", "state": {"url": "oracle://x"}}, "syncs": [spec]}
         )
     assert "warehouse dialect 'oracle' is not supported" in str(caught.value)
+
+
+def test_the_scratch_schema_of_the_sync_file_is_created_in_the_source(tmp_path: Path) -> None:
+    """``warehouse.state.scratch_schema`` as the README writes it: a schema the source does
+    not have yet. The first diff creates it and keeps the mirror there, nowhere else.
+    """
+    from kizen_sync.config import SyncConfig
+    from kizen_sync.warehouse import ChangeDetector
+
+    source_url = f"duckdb:///{tmp_path / 'source.duckdb'}"
+    _people(source_url, [(i, f"s{i}@example.com", f"Name{i}", "Beta") for i in range(1, 4)])
+    state = Warehouse(f"sqlite:///{tmp_path / 'state.db'}")
+    warehouse = Warehouse(source_url, state=state, scratch_schema="kizen_scratch")
+    sync = SyncConfig.model_validate(
+        {
+            "name": "contacts",
+            "object": CONTACTS,
+            "source": {"table": "people", "primary_key": ["id"]},
+            "identity": {"match_on": "email"},
+            "fields": [
+                {"column": "email", "field": "email"},
+                {"column": "first", "field": "first_name"},
+            ],
+        }
+    )
+    try:
+        detector = ChangeDetector(warehouse, sync)
+        assert detector.counts().new == 3
+        assert detector.archive_counts().synced == 0  # a second diff finds the schema there
+        with warehouse.connect() as conn:
+            assert inspect(conn).get_table_names(schema="kizen_scratch") == [
+                "kizen_sync_state_mirror"
+            ]
+            assert inspect(conn).get_table_names(schema="main") == ["people"]
+    finally:
+        warehouse.dispose()
+        state.dispose()

@@ -352,6 +352,13 @@ class Dialect:
             return f"{self.engine.dialect.identifier_preparer.quote_schema(schema)}."
         return f'"{schema}".'
 
+    def create_schema(self, conn: Connection, schema: str) -> None:
+        """``CREATE SCHEMA IF NOT EXISTS``, the name quoted as SQLAlchemy quotes the tables'
+        schema (only when needed: Snowflake folds unquoted names to upper case).
+        """
+        quoted = conn.dialect.identifier_preparer.quote_schema(schema)
+        conn.exec_driver_sql(f"CREATE SCHEMA IF NOT EXISTS {quoted}")
+
     @contextmanager
     def migration_lock(self, conn: Connection, state_schema: str | None) -> Iterator[None]:
         """Serialise the creation of the state tables between processes (and create the

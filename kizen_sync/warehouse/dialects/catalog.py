@@ -42,10 +42,11 @@ class InformationSchemaDialect(Dialect):
         return " AND ".join(parts)
 
     def schema_exists(self, conn: Connection, schema: str) -> bool:
-        """A schema of the current database."""
-        where = self._where(
-            self.catalog_clause.replace("table_catalog", "catalog_name"), "schema_name = :schema"
-        )
+        """A schema of the current database (``schemata`` names its catalog ``catalog_name``,
+        so the catalog clause is rewritten rather than added by :meth:`_where`).
+        """
+        catalog = self.catalog_clause.replace("table_catalog", "catalog_name")
+        where = " AND ".join(c for c in (catalog, "schema_name = :schema") if c)
         found = conn.execute(
             text(f"SELECT count(*) FROM information_schema.schemata WHERE {where}"),
             {"schema": self.fold(schema)},
