@@ -17,10 +17,9 @@ last run's failed records, not the previous success's.
 
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import dagster as dg
-import pandas as pd
 
 from dagster_project.checks import (
     failure_rate_result,
@@ -46,7 +45,9 @@ from kizen_sync.config import ProjectConfig, SyncConfig
 from kizen_sync.engine.runner import SyncRunner
 from kizen_sync.errors import FatalError, LeaseHeldError
 from kizen_sync.models import RunCounts, RunOptions, RunReport
-from kizen_sync.warehouse.stage import stage_frame
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 __all__ = ["SyncAssets", "build_sync_assets", "sync_specs"]
 
@@ -219,7 +220,7 @@ class _Builder:
         context: dg.AssetExecutionContext,
         warehouse: WarehouseResource,
         kizen: KizenResource,
-        frame: pd.DataFrame | None = None,
+        frame: "pd.DataFrame | None" = None,
     ) -> dg.MaterializeResult:
         """Stage the DataFrame (a dataframe source), then check the guards and plan."""
         sync = self.sync
@@ -228,6 +229,8 @@ class _Builder:
         with open_runner(self.project, warehouse, kizen, context.log, self.sync_file) as runner:
             try:
                 if frame is not None:
+                    from kizen_sync.warehouse.stage import stage_frame  # pandas: see build_plan
+
                     rows = stage_frame(runner.warehouse, sync, frame)
                     staged = {"staged_rows": dg.MetadataValue.int(rows)}
                 guard = runner.check_guards(sync.name, options)
@@ -263,6 +266,10 @@ class _Builder:
 
         # A DataFrame source: its asset is loaded (through its IO manager) and staged here,
         # the one writer of the staging table; apply and backfill read what the plan staged.
+        # pandas is imported only for such a sync: a code location without one, and each of its
+        # run workers, starts about 0.3 s sooner without it.
+        import pandas as pd
+
         frame_key = self.specs["source"].key
 
         @dg.multi_asset(

@@ -225,8 +225,10 @@ def run_metadata(
 
     ``dagster/row_count`` is the number of records Kizen confirmed this run (created,
     updated or archived). The summary says what was written, never what was only planned.
+    The counts include ``parked`` (rows skipped because they failed before exactly as they
+    are), so that for a backfill partition they add up to the rows it holds.
     """
-    counts = report.counts.as_dict()
+    counts = {**report.counts.as_dict(), "parked": report.parked}
     written = report.counts.created + report.counts.updated + report.counts.archived
     if report.status == "dry_run":
         done = f"{report.planned} records would be written; nothing was sent."

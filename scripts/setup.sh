@@ -10,7 +10,22 @@ VENV=.venv
 STAMP="$VENV/.kizen-sync-installed"
 EXTRAS="${KIZEN_SYNC_EXTRAS:-emulator,postgres,duckdb,snowflake,bigquery,redshift,dagster,dbt,celery,k8s,dev,bench}"
 
+COMPILED="$VENV/.kizen-sync-compiled"
+
+# Byte-code for every installed module, written once here. Without it, a machine that sets
+# PYTHONDONTWRITEBYTECODE (CI images, containers, this repository's helpers) recompiles Dagster,
+# pandas, SQLAlchemy and the rest from source in every new process: each Dagster run worker, code
+# server and `dagster`/`dg` command pays about 4 CPU seconds more (bench/README.md, "Dagster runs
+# per executor"). Python still reads .pyc files when that variable is set; it only never writes them.
+compile_bytecode() {
+  echo "Compiling byte-code in $VENV (once) ..."
+  "$VENV/bin/python" -m compileall -q -j 0 "$VENV/lib" kizen_sync dagster_project bench \
+    >/dev/null 2>&1 || true  # a few third-party test files are not valid Python 3: ignored
+  touch "$COMPILED"
+}
+
 if [ -f "$STAMP" ] && [ "$STAMP" -nt pyproject.toml ] && [ -x "$VENV/bin/kizen-sync" ]; then
+  [ -f "$COMPILED" ] || compile_bytecode
   exit 0
 fi
 
@@ -42,4 +57,5 @@ else
       "snowflake-connector-python<5"
   fi
 fi
+compile_bytecode
 touch "$STAMP"

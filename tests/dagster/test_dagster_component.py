@@ -10,6 +10,7 @@ from pathlib import Path
 
 import dagster as dg
 import pytest
+import yaml
 from dagster.components.testing import create_defs_folder_sandbox
 
 from dagster_project.component import KizenSyncComponent
@@ -87,3 +88,24 @@ def test_component_in_a_dg_project_with_yaml_translation(tmp_path: Path) -> None
         assert backfill.backfill_policy == dg.BackfillPolicy.single_run()
         plan = defs.resolve_asset_graph().get(dg.AssetKey(["kizen", "contacts_plan"]))
         assert plan.parent_keys == {dg.AssetKey("crm_contacts")}
+
+
+# Dagster's own code references of component assets are beta; a dg project only shows it.
+@pytest.mark.filterwarnings("ignore::dagster.BetaWarning")
+def test_the_readme_defs_yaml_loads_as_written() -> None:
+    """The README's ``defs.yaml``, unchanged, in a fresh project with ``syncs.yaml`` at its root."""
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    section = readme.split("`KizenSyncComponent`", 1)[1]
+    block = section.split("```yaml\n", 1)[1].split("```", 1)[0]
+    contents = yaml.safe_load(block)
+    with create_defs_folder_sandbox() as sandbox:
+        write_sync_file(sandbox.project_root, sandbox.project_root / "warehouse.db")
+        path = sandbox.scaffold_component(
+            component_cls=KizenSyncComponent, defs_yaml_contents=contents
+        )
+        with sandbox.build_component_tree() as tree:
+            defs = tree.build_defs(path)
+        plan = defs.resolve_asset_graph().get(dg.AssetKey(["kizen", "contacts_plan"]))
+        assert plan.parent_keys == {dg.AssetKey("crm_contacts")}
+        assert plan.group_name == "crm"
+        assert defs.resolve_job_def("contacts_sync") is not None

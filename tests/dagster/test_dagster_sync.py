@@ -136,6 +136,37 @@ def test_a_backfill_sends_only_what_differs_and_its_counts_add_up(project: Proje
     assert project.writes() == writes + 1
 
 
+def test_a_backfill_counts_its_parked_rows_so_they_add_up(project: Project) -> None:
+    # One bad e-mail of 25 rows, tolerated by the threshold: the record fails, then is parked.
+    defs = project.definitions(failure_threshold=0.5)
+    project.sql("UPDATE crm_contacts SET email = 'grace(at)example' WHERE contact_id = 2")
+    assert project.run_job(defs, "contacts_sync").success
+    writes = project.writes()
+
+    result = project.materialize(defs, "kizen/contacts_backfill", partition_key="2024-03-01")
+
+    assert result.success
+    values = metadata_values(materializations(result, "kizen/contacts_backfill")[0])
+    names = ("created", "updated", "archived", "unchanged", "noop", "failed", "parked")
+    counts = {k: values[k] for k in names}
+    assert counts == {
+        "created": 0,
+        "updated": 0,
+        "archived": 0,
+        "unchanged": 2,
+        "noop": 0,
+        "failed": 0,
+        "parked": 1,
+    }
+    assert sum(counts.values()) == values["partition_rows"] == 3
+    # The summary's table has the parked column too, and claims no write.
+    header = "| created | updated | archived | unchanged | noop | failed | parked |"
+    assert header in values["summary"]
+    assert "| 0 | 0 | 0 | 2 | 0 | 0 | 1 |" in values["summary"]
+    assert "0 of 0 planned records written" in values["summary"]
+    assert project.writes() == writes
+
+
 def test_a_partition_that_lost_its_rows_says_it_is_empty(project: Project) -> None:
     defs = project.definitions()
     assert project.run_job(defs, "contacts_sync").success

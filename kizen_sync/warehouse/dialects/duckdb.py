@@ -15,7 +15,6 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
-import pandas
 from sqlalchemy import (
     JSON,
     BigInteger,
@@ -180,6 +179,11 @@ class DuckDBDialect(InformationSchemaDialect):
         if not isinstance(stmt, Insert | RowsUpsert):
             super().insert_rows(conn, stmt, table, rows)
             return
+        # Imported here, not at the top: every dialect module is loaded with the package, and
+        # pandas would otherwise cost each process that never writes to DuckDB (a Dagster run
+        # worker, every CLI command) about 0.3 s of start-up.
+        import pandas
+
         names = list(rows[0])
         view = f"kizen_rows_{uuid.uuid4().hex}"
         raw = conn.connection.dbapi_connection
