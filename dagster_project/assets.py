@@ -166,7 +166,7 @@ class _Builder:
         sync = self.sync
         open_failures = self.open_failures(runner)
         metadata = {**run_metadata(report, sync, open_failures, self.sync_file), **extra}
-        checks = [failure_rate_result(sync, report)]
+        checks = [failure_rate_result(sync, report, self.sync_file)]
         if key == self.specs["sync"].key:
             checks.append(failures_left_open_result(sync, open_failures))
         if report.status != "failed":

@@ -135,11 +135,14 @@ def failure_rate_spec(sync: SyncConfig, key: dg.AssetKey) -> dg.AssetCheckSpec:
     )
 
 
-def failure_rate_result(sync: SyncConfig, report: RunReport) -> dg.AssetCheckResult:
+def failure_rate_result(
+    sync: SyncConfig, report: RunReport, sync_file: str | None = None
+) -> dg.AssetCheckResult:
     """The failure-rate verdict of one run (a dry run judges its mapping rejects).
 
     Parked failures (rows that failed before and have not changed, so the run skipped them)
-    are a WARN with their count and age, never an ERROR: they are known, not news.
+    are a WARN with their count and age, never an ERROR: they are known, not news. The
+    commands the note suggests name ``sync_file``, the file this code location reads.
     """
     rate = report.failure_rate
     over = rate > sync.failure_threshold
@@ -159,7 +162,7 @@ def failure_rate_result(sync: SyncConfig, report: RunReport) -> dg.AssetCheckRes
                 )
                 if report.counts.failed
                 else "",
-                parked_note(sync.name, report.parked, report.parked_since),
+                parked_note(sync.name, report.parked, report.parked_since, sync_file),
             )
             if part
         )

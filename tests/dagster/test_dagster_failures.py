@@ -44,6 +44,9 @@ def test_failed_record_is_shown_flagged_when_stuck_and_retried_alone(project: Pr
     assert (parked.passed, parked.severity) == (False, dg.AssetCheckSeverity.WARN)
     assert (parked.metadata["parked"].value, parked.metadata["new_failures"].value) == (1, 0)
     assert "1 parked failure, unchanged since" in (parked.description or "")
+    # Read in the UI, away from any command line: the commands name the sync file.
+    sync_file = project.workdir / "syncs.yaml"
+    assert f"`kizen-sync retry --config {sync_file} --sync contacts`" in (parked.description or "")
     # Retried by hand again and again, it stays failed: a person must look at it.
     assert project.run_job(defs, "contacts_retry_failed").success
     third = project.run_job(defs, "contacts_retry_failed")
