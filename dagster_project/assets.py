@@ -31,7 +31,6 @@ from dagster_project.checks import (
     stopped_failure_rate_result,
 )
 from dagster_project.metadata import (
-    OPEN_FAILURES_SHOWN,
     failures_metadata,
     plan_metadata,
     run_metadata,
@@ -139,7 +138,11 @@ class _Builder:
     sync_file: str | None
 
     def open_failures(self, runner: SyncRunner) -> list[dict[str, Any]]:
-        return runner.open_failures(self.sync.name, OPEN_FAILURES_SHOWN)
+        """Every open failure of the sync (newest first, parked ones flagged): the counts,
+        the groups by reason and the "failed in 3+ runs" check are true totals; the tables
+        show the newest ``OPEN_FAILURES_SHOWN``.
+        """
+        return runner.failure_listing(self.sync.name, limit=None).rows
 
     def partitions_metadata(
         self, context: dg.AssetExecutionContext, runner: SyncRunner

@@ -159,7 +159,11 @@ def retry_text(sync: SyncConfig, sync_file: str | None) -> str:
 def failures_metadata(
     sync: SyncConfig, open_failures: Sequence[Mapping[str, Any]], sync_file: str | None
 ) -> dict[str, Any]:
-    """The open failures of a sync, grouped by reason and record by record, and how to retry."""
+    """The open failures of a sync, grouped by reason and record by record, and how to retry.
+
+    ``open_failures`` is every open failure (true totals and groups); the record table shows
+    the newest :data:`OPEN_FAILURES_SHOWN`.
+    """
     groups = group_failures(open_failures)
     metadata: dict[str, Any] = {}
     if open_failures:
@@ -168,8 +172,11 @@ def failures_metadata(
     return {
         **metadata,
         "open_failures_count": dg.MetadataValue.int(len(open_failures)),
+        "open_failures_parked": dg.MetadataValue.int(
+            sum(1 for row in open_failures if row.get("parked"))
+        ),
         "failure_reasons": failure_groups_table(groups),
-        "open_failures": open_failures_table(open_failures),
+        "open_failures": open_failures_table(open_failures[:OPEN_FAILURES_SHOWN]),
     }
 
 

@@ -203,3 +203,26 @@ def test_run_config_include_parked_sends_parked_rows_again_without_failing(
     assert applied["failed"] == 1
     rate = checks(again)["contacts_failure_rate"]
     assert (rate.severity, rate.metadata["new_failures"].value) == (dg.AssetCheckSeverity.WARN, 0)
+
+
+def test_open_failure_counts_groups_and_stuck_records_are_true_totals(
+    project: Project, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The record table shows the newest few; the counts, the groups and the stuck check
+    # must still cover every open failure (a table of 2,000 rows with 200 bad ones).
+    monkeypatch.setattr("dagster_project.metadata.OPEN_FAILURES_SHOWN", 2)
+    project.sql("UPDATE crm_contacts SET email = 'bad' || contact_id WHERE contact_id IN (3, 5, 7)")
+    defs = project.definitions(failure_threshold=1.0)
+    project.run_job(defs, "contacts_sync")
+    project.run_job(defs, "contacts_retry_failed")
+    third = project.run_job(defs, "contacts_retry_failed")
+
+    assert third.success
+    applied = metadata_values(materializations(third, "kizen/contacts")[0])
+    assert (applied["open_failures_count"], applied["open_failures_parked"]) == (3, 3)
+    assert len(applied["open_failures"].records) == 2
+    [group] = applied["failure_reasons"].records
+    assert (group.data["records"], group.data["source_keys"]) == (3, "3, 5, 7")
+    stuck = checks(third)["contacts_failures_left_open"]
+    assert (stuck.metadata["left_open"].value, stuck.metadata["open_failures"].value) == (3, 3)
+    assert stuck.description == "3 record(s) failed in 3+ runs in a row."
