@@ -366,14 +366,14 @@ json_option = click.option(
 )
 
 
-def _notes(reports: Sequence[RunReport]) -> list[str]:
+def _notes(reports: Sequence[RunReport], config: Path) -> list[str]:
     from kizen_sync.engine.parking import parked_note
 
     lines = []
     for r in reports:
         if r.message:
             lines.append(f"{r.sync}: {r.message}")
-        note = parked_note(r.sync, r.parked, r.parked_since)
+        note = parked_note(r.sync, r.parked, r.parked_since, config)
         if note:
             lines.append(f"{r.sync}: {note}")
     return lines
@@ -400,7 +400,7 @@ def _apply(
         failed = failures_table(reports)
         if failed is not None:
             out.print(failed)
-        for line in _notes(reports):
+        for line in _notes(reports, config):
             out.print(line, markup=False)
     outcome.finish(syncs=[report_entry(r) for r in reports])
 
@@ -492,11 +492,11 @@ def plan(
         if r.message:  # a guard would stop this run
             outcome.raise_to(ExitStatus.INVALID)
     if not as_json:
-        _print_plan(reports)
+        _print_plan(reports, config)
     outcome.finish(syncs=[report_entry(r) for r in reports])
 
 
-def _print_plan(reports: Sequence[RunReport]) -> None:
+def _print_plan(reports: Sequence[RunReport], config: Path) -> None:
     from kizen_sync.engine.parking import parked_note
     from kizen_sync.render import plan_counts_table, plan_table
 
@@ -506,7 +506,7 @@ def _print_plan(reports: Sequence[RunReport]) -> None:
     for r in reports:
         if r.message:
             out.print(f"[yellow]guard:[/] {r.message}")
-        note = parked_note(r.sync, r.parked, r.parked_since)
+        note = parked_note(r.sync, r.parked, r.parked_since, config)
         if note:
             out.print(f"{r.sync}: {note}", markup=False)
         if r.plan_sample:
@@ -515,6 +515,11 @@ def _print_plan(reports: Sequence[RunReport]) -> None:
             if shown < r.planned:
                 out.print(f"({shown} of {r.planned} planned records shown)")
 
+
+#: Failures the ``failures`` tables list one by one unless ``--limit`` says otherwise (a
+#: terminal is no place for thousands of rows; ``--json`` lists every one, for a scheduler
+#: or a script that must see each bad row).
+FAILURES_SHOWN = 100
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
@@ -534,7 +539,8 @@ def _duration(_ctx: click.Context, param: click.Parameter, value: str | None) ->
 @click.option("--sync", "-s", "sync", help="Only this sync.")
 @click.option(
     "--reason",
-    help="Only failures whose reason contains this text (error class, field or message).",
+    help="Only failures whose reason or message contains this text (error class, field, "
+    "HTTP status, or a value the message quotes).",
 )
 @click.option(
     "--older-than", callback=_duration, help="Only failures open at least this long (e.g. 3d)."
@@ -542,7 +548,12 @@ def _duration(_ctx: click.Context, param: click.Parameter, value: str | None) ->
 @click.option(
     "--newer-than", callback=_duration, help="Only failures open less than this (e.g. 12h)."
 )
-@click.option("--limit", type=click.IntRange(min=1), default=100, show_default=True)
+@click.option(
+    "--limit",
+    type=click.IntRange(min=1),
+    help=f"Failures listed one by one, newest first (default: {FAILURES_SHOWN} in the tables, "
+    "every one with --json); totals and groups always cover every match.",
+)
 @json_option
 @logging_options
 def failures(
@@ -551,11 +562,13 @@ def failures(
     reason: str | None,
     older_than: timedelta | None,
     newer_than: timedelta | None,
-    limit: int,
+    limit: int | None,
     as_json: bool,
 ) -> None:
     """Open failures, grouped by reason: parked ones wait for a change, others are retried."""
     outcome = Outcome("failures", as_json)
+    if limit is None and not as_json:
+        limit = FAILURES_SHOWN
     with _runner(outcome, config) as runner:
         if sync is not None:
             _sync_names(outcome, runner, [sync])

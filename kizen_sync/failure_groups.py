@@ -31,7 +31,9 @@ _VARIABLE_PARTS: tuple[tuple[re.Pattern[str], str], ...] = (
     (re.compile(r"[0-9a-fA-F]{8}(?:-[0-9a-fA-F]{4}){3}-[0-9a-fA-F]{12}"), "<id>"),
     (re.compile(r"'[^']*'|\"[^\"]*\""), "'…'"),
     (re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+"), "<email>"),
-    (re.compile(r"(?<![\w<])[+-]?\d+(?:\.\d+)?(?![\w>])"), "N"),
+    # Not a number that is part of a name (``E.164``, ``v2``): those are the same in every
+    # message of the kind.
+    (re.compile(r"(?<![\w<.])[+-]?\d+(?:\.\d+)?(?![\w>])"), "N"),
     (re.compile(r"\s+"), " "),
 )
 #: A mapping error's message starts with where the value came from.

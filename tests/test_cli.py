@@ -262,6 +262,33 @@ def test_failures_filter_by_reason_and_age_and_keep_totals_true(project) -> None
     assert new["totals"]["open"] == 3
     bad = invoke("failures", "--config", project["path"], "--older-than", "soon")
     assert bad.exit_code == ExitStatus.INVALID
+    # The reason leaves values out so that failures group; --reason also finds the value.
+    quoted = doc(invoke("failures", "--config", project["path"], "--json", "--reason", BAD_STATUS))
+    assert quoted["totals"]["open"] == 3
+
+
+def test_failures_json_lists_every_failure_and_the_tables_the_newest(
+    project, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("kizen_sync.cli.FAILURES_SHOWN", 2)
+    ten_percent_bad(project["url"])
+    invoke("run", "--config", project["path"])
+    listed = doc(invoke("failures", "--config", project["path"], "--json"))
+    assert listed["totals"] == {"open": 3, "parked": 3, "retrying": 0, "shown": 3}
+    assert len(listed["failures"]) == 3
+    table = invoke("failures", "--config", project["path"])
+    assert "3 open: 3 parked, 0 retrying; showing 2" in table.stdout
+
+
+def test_the_parked_note_names_the_sync_file_its_commands_need(project) -> None:
+    ten_percent_bad(project["url"])
+    invoke("run", "--config", project["path"])
+    for command in ("run", "plan"):
+        shown = invoke(command, "--config", project["path"])
+        assert shown.exit_code == 0, shown.output
+        text = " ".join(shown.stdout.split())  # rich wraps long lines
+        assert f"kizen-sync failures --config {project['path']} --sync people" in text
+        assert f"kizen-sync retry --config {project['path']} --sync people" in text
 
 
 def test_long_keys_and_kizen_ids_never_wrap(project) -> None:

@@ -47,4 +47,11 @@ def test_reason_falls_back_to_the_message_prefix_and_numbers_are_patterns() -> N
         "message": "column 'n' -> field 'employees': 12.5 is not a whole number",
     }
     assert failure_reason(row) == "MappingError · employees: N is not a whole number"
+    phone = {
+        "error_class": "MappingError",
+        "message": "column 'm' -> field 'mobile_phone': 'x' is not a valid phone number "
+        "(E.164 needed, e.g. +13125550100)",
+    }
+    # A number that is part of a name is the same in every message of the kind.
+    assert failure_reason(phone).endswith("(E.164 needed, e.g. N)")
     assert failure_reason({}) == "Error"

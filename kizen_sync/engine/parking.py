@@ -12,9 +12,11 @@ Pure: the runner hands in what the store knows before the run.
 
 from __future__ import annotations
 
+import shlex
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
+from os import PathLike
 
 from kizen_sync.models import Operation, PlannedOp, RecordResult
 
@@ -50,19 +52,22 @@ class KnownFailures:
         return op.fingerprint is not None and self.parked.get(op.source_key) == op.fingerprint
 
 
-def parked_note(sync: str, parked: int, since: datetime | None, config: str | None = None) -> str:
+def parked_note(
+    sync: str, parked: int, since: datetime | None, config: str | PathLike[str] | None = None
+) -> str:
     """``30 parked failures, unchanged since 2026-01-05 14:02 UTC; ...`` ("" for none).
 
     ``config`` is the sync file as the reader should type it: where the note is read away from
-    the command that ran (Dagster's UI), the commands it suggests must name the file.
+    the command that ran (Dagster's UI), or copied from a run that was given ``--config F``,
+    the commands it suggests must name the file.
     """
     if parked <= 0:
         return ""
     when = f", unchanged since {since:%Y-%m-%d %H:%M} UTC" if since is not None else ""
     noun = "failure" if parked == 1 else "failures"
-    flags = f"--config {config} --sync {sync}" if config else f"--sync {sync}"
+    where = f" --config {shlex.quote(str(config))}" if config else ""
     return (
         f"{parked} parked {noun}{when} (not re-sent until the row or the mapping changes; "
-        f"`kizen-sync failures {flags}` lists them, `kizen-sync retry {flags}` "
-        "sends them again)."
+        f"`kizen-sync failures{where} --sync {sync}` lists them, "
+        f"`kizen-sync retry{where} --sync {sync}` sends them again)."
     )

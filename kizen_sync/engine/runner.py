@@ -469,7 +469,9 @@ class SyncRunner:
         )
         if report.parked:
             self.log.info(
-                "sync %s: %s", sync.name, parked_note(sync.name, report.parked, report.parked_since)
+                "sync %s: %s",
+                sync.name,
+                parked_note(sync.name, report.parked, report.parked_since, self.config_path),
             )
         return report
 

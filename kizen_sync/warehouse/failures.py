@@ -137,6 +137,16 @@ def _plain(row: Mapping[Any, Any]) -> dict[str, Any]:
     return {str(k): (utc(v) if isinstance(v, datetime) else v) for k, v in row.items()}
 
 
+def _mentions(row: Mapping[str, Any], needle: str) -> bool:
+    """Whether a failure's reason, full message or HTTP status contains ``needle``.
+
+    The reason leaves values out (so that failures group); the message keeps them, so that
+    ``--reason 'Umbrella Corp'`` finds the rows naming a related record nobody has.
+    """
+    texts = (row.get("reason"), row.get("error_message"), row.get("http_status"))
+    return any(needle in str(text).casefold() for text in texts if text)
+
+
 def _name(sync: Any) -> str:
     return sync if isinstance(sync, str) else str(sync.name)
 
@@ -262,8 +272,9 @@ class Failures:
 
         Args:
             sync: only this sync.
-            reason: only failures whose reason (:func:`failure_reason`) contains this text,
-                case-insensitively (``MappingError``, ``email_status``, ``not a valid``...).
+            reason: only failures whose reason (:func:`failure_reason`) or full message
+                contains this text, case-insensitively (``MappingError``, ``email_status``,
+                ``409``, or a value the message quotes: ``Umbrella Corp``).
             older_than: only failures open for at least this long (since their first
                 failure after the last success).
             newer_than: only failures open for less than this.
@@ -299,7 +310,7 @@ class Failures:
             if newer_than is not None and open_for >= newer_than.total_seconds():
                 continue
             row["reason"] = failure_reason(row)
-            if needle is not None and needle not in row["reason"].casefold():
+            if needle is not None and not _mentions(row, needle):
                 continue
             row["parked"] = row.get("parked_at") is not None
             row["open_for_s"] = max(0.0, open_for)
