@@ -40,10 +40,18 @@ _VARIABLE_PARTS: tuple[tuple[re.Pattern[str], str], ...] = (
 _COLUMN_PREFIX = re.compile(r"^column '[^']*' -> field '([^']*)': ")
 
 
+#: Kizen's HTTP status opening a message (``409 Record is locked.``): the same for every
+#: failure of the kind, so it stays in the reason.
+_STATUS_PREFIX = re.compile(r"^[1-5]\d\d (?=\D)")
+
+
 def _pattern(message: str) -> str:
+    status = _STATUS_PREFIX.match(message)
+    head = status.group(0) if status else ""
+    message = message[len(head) :]
     for regex, placeholder in _VARIABLE_PARTS:
         message = regex.sub(placeholder, message)
-    return message.strip()
+    return (head + message).strip()
 
 
 def _field_errors(row: Mapping[str, Any]) -> dict[str, Any]:

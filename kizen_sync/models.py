@@ -13,6 +13,7 @@ from enum import StrEnum
 from typing import Any
 
 __all__ = [
+    "ARCHIVE_FINGERPRINT",
     "AttemptRecord",
     "ChangeKind",
     "ChangedRow",
@@ -27,6 +28,13 @@ __all__ = [
     "RunReport",
     "StateRow",
 ]
+
+
+#: What the ``parked`` table holds for a record whose *archive* failed for good (Kizen's 400,
+#: 404 on a record it still lists, 409): its row is gone, so there is no fingerprint to wait
+#: for a change of. Runs skip the deletion until the row comes back, or someone asks
+#: (``retry``, ``--include-parked``). Never the text of a real fingerprint (those are hashes).
+ARCHIVE_FINGERPRINT = "(archive)"
 
 
 class ChangeKind(StrEnum):

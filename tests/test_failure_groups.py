@@ -54,4 +54,7 @@ def test_reason_falls_back_to_the_message_prefix_and_numbers_are_patterns() -> N
     }
     # A number that is part of a name is the same in every message of the kind.
     assert failure_reason(phone).endswith("(E.164 needed, e.g. N)")
+    # So is the HTTP status a Kizen message opens with.
+    locked = {"error_class": "ConflictError", "message": "409 Record 12 is locked."}
+    assert failure_reason(locked) == "ConflictError: 409 Record N is locked."
     assert failure_reason({}) == "Error"

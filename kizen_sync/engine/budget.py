@@ -34,7 +34,8 @@ class ApplyBudget:
         sync: the sync (its ``delete`` policy and ``max_reject_rate``).
         synced: records confirmed in Kizen when the run started (the mass-archive base).
         planned: writes the plan counted (the reject-rate base until more have gone by).
-        known: rejects that are not news (a parked row a retry re-sends unchanged,
+        known: rejects and archives that are not news (a parked row a retry re-sends
+            unchanged, an archive that failed for good before,
             :class:`~kizen_sync.engine.parking.KnownFailures`): let through, never counted.
     """
 
@@ -64,11 +65,12 @@ class ApplyBudget:
         if op.op is Operation.NOOP:
             return op
         self.writes += 1
-        if op.op is Operation.ARCHIVE and self.sync.delete.archive:
+        known = self.known is not None and self.known(op)
+        if op.op is Operation.ARCHIVE and self.sync.delete.archive and not known:
             self.archives += 1
             if archive_message(self.sync, self.archives, self.synced):
                 raise self._archive_error()
-        elif is_mapping_reject(op) and not (self.known is not None and self.known(op)):
+        elif is_mapping_reject(op) and not known:
             self.rejects += 1
             if len(self._examples) < 3:
                 self._examples.append(op)

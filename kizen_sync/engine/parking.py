@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from os import PathLike
 
-from kizen_sync.models import Operation, PlannedOp, RecordResult
+from kizen_sync.models import ARCHIVE_FINGERPRINT, Operation, PlannedOp, RecordResult
 
 __all__ = ["KnownFailures", "parked_note"]
 
@@ -44,11 +44,25 @@ class KnownFailures:
             return False
         return op.source_key in self.asked or self._unchanged(op)
 
+    def known_archive(self, op: PlannedOp) -> bool:
+        """An archive that is not news: it failed for good before (parked), or a retry was
+        asked to re-send it.
+        """
+        if op.op is not Operation.ARCHIVE:
+            return False
+        return op.source_key in self.asked or self.parked.get(op.source_key) == ARCHIVE_FINGERPRINT
+
+    def is_known(self, op: PlannedOp) -> bool:
+        """A reject or an archive the guards' budgets let through uncounted."""
+        return self.known_reject(op) or self.known_archive(op)
+
     def known_failure(self, result: RecordResult) -> bool:
         """A failed record that had already failed (and was parked) with the same values."""
         return self._unchanged(result.op)
 
     def _unchanged(self, op: PlannedOp) -> bool:
+        if op.op is Operation.ARCHIVE:  # a deletion whose archive had failed for good
+            return self.parked.get(op.source_key) == ARCHIVE_FINGERPRINT
         return op.fingerprint is not None and self.parked.get(op.source_key) == op.fingerprint
 
 

@@ -188,6 +188,11 @@ class _Scope:
     only_keys: set[str] | None
     known: KnownFailures = field(default_factory=KnownFailures)
     skip_parked: bool = True  # parked rows are skipped unless asked for
+    #: deleted rows whose archive failed for good (parked): skipped like parked rows
+    parked_archives: frozenset[str] = frozenset()
+    #: deletions that are not news for the mass-archive guard: the parked archives, or
+    #: every key a retry was asked to re-send
+    known_archives: frozenset[str] = frozenset()
     resolver: Resolver | None = None  # re-keys and collisions (engine/resolve.py)
 
 
@@ -203,6 +208,15 @@ def client_settings_from_config(config: ProjectConfig, **overrides: Any) -> Clie
 
 def _now() -> datetime:
     return datetime.now(UTC)
+
+
+def _parked_archive(change: ChangedRow, parked: frozenset[str]) -> ChangedRow:
+    """A deleted row whose archive is parked comes out of the stream as PARKED (not planned,
+    counted with the parked rows); any other change as it is.
+    """
+    if change.kind is ChangeKind.DELETED and change.source_key in parked:
+        return replace(change, kind=ChangeKind.PARKED)
+    return change
 
 
 class SyncRunner:
@@ -406,7 +420,7 @@ class SyncRunner:
         archive = self._archive_counts(scope, options)
         resolver = self._attach_resolver(scope, options, archive)
         if not resolver.leaving:  # else re-keys may explain the deletions: judged after the plan
-            raise_for_archive(sync, archive.deleted, archive.synced)
+            raise_for_archive(sync, archive.new, archive.synced)
         # Open failures this run may find resolved (see _resolve_failures); a partition or a
         # capped run sees only part of the source and cannot tell.
         watch: Collection[str] = ()
@@ -415,7 +429,7 @@ class SyncRunner:
         async with self._client() as client:
             kizen = self._kizen(client, scope)
             plan = await asyncio.to_thread(self._plan, scope, kizen, options, True, watch)
-            raise_for_archive(sync, archive.deleted - plan.rekeyed, archive.synced)
+            raise_for_archive(sync, archive.new - plan.rekeyed, archive.synced)
             raise_for_rejects(sync, plan.new_rejects, plan.planned, plan.rejects)
             if kizen.schema is not None and await kizen.refs.create_pending(client, kizen.schema):
                 plan.ops = None  # planned with placeholder tag ids: plan again with the real ones
@@ -490,6 +504,7 @@ class SyncRunner:
         detector = ChangeDetector(self.warehouse, sync, source)
         only_keys = self.store.failed_keys(sync.name) if options.only_failed else None
         resend = options.only_failed or options.include_parked
+        archives = self.store.failures.archive_keys(sync.name)
         known = KnownFailures(
             parked=self.store.failures.fingerprints(sync.name, only_keys) if resend else {},
             asked=frozenset(only_keys or ()),
@@ -501,6 +516,8 @@ class SyncRunner:
             only_keys=only_keys,
             known=known,
             skip_parked=not resend,
+            parked_archives=frozenset() if resend else archives,
+            known_archives=frozenset(only_keys) if only_keys is not None else archives,
         )
 
     def _client(self) -> KizenClient:
@@ -551,6 +568,8 @@ class SyncRunner:
             chunk_size=CHUNK_SIZE,
             skip_parked=scope.skip_parked,
         ):
+            if scope.parked_archives:
+                chunk = [_parked_archive(c, scope.parked_archives) for c in chunk]
             rows = [c.row for c in chunk if c.row is not None and c.kind is not ChangeKind.PARKED]
             if rows:
                 kizen.look_up(rows)
@@ -749,8 +768,19 @@ class SyncRunner:
 
     @staticmethod
     def _archive_counts(scope: _Scope, options: RunOptions) -> ArchiveCounts:
-        """The guard's key-only counts (no fingerprint scan; see the module docstring)."""
-        return scope.detector.archive_counts(options.partition, only_keys=scope.only_keys)
+        """The guard's key-only counts (no fingerprint scan; see the module docstring).
+
+        Deletions whose archive failed for good before are not this run's news: a normal run
+        leaves them out of ``deleted`` (they are not planned, they are parked); a run asked
+        to send them again (``retry``, ``--include-parked``) counts them as ``known``.
+        """
+        counts = scope.detector.archive_counts(options.partition, only_keys=scope.only_keys)
+        if not scope.known_archives or not counts.deleted:
+            return counts
+        known = scope.detector.archive_counts(options.partition, only_keys=scope.known_archives)
+        if scope.skip_parked:
+            return replace(counts, deleted=counts.deleted - known.deleted)
+        return replace(counts, known=known.deleted)
 
     @staticmethod
     def _unchanged(scope: _Scope, options: RunOptions, archive: ArchiveCounts, plan: _Plan) -> int:
@@ -765,7 +795,7 @@ class SyncRunner:
     def _guard_report(sync: SyncConfig, counts: ArchiveCounts, plan: _Plan) -> GuardReport:
         return guard_report(
             sync,
-            deleted=counts.deleted - plan.rekeyed,
+            deleted=counts.new - plan.rekeyed,
             synced=counts.synced,
             rejects=plan.new_rejects,
             planned=plan.planned,
@@ -832,7 +862,7 @@ class SyncRunner:
         # Whatever pass produced them, archives and rejects count against the guards' budget
         # as they go to the executor (engine/budget.py).
         budget = ApplyBudget(
-            sync, synced=archive.synced, planned=plan.planned, known=scope.known.known_reject
+            sync, synced=archive.synced, planned=plan.planned, known=scope.known.is_known
         )
         resolve = scope.resolver.resolve if scope.resolver is not None else iter
         ops: Iterator[PlannedOp] | AsyncIterator[PlannedOp]
@@ -841,7 +871,7 @@ class SyncRunner:
         else:
             # The source is read again: a reload since the plan must not reach Kizen.
             again = self._archive_counts(scope, options)
-            raise_for_archive(sync, again.deleted - plan.rekeyed, again.synced)
+            raise_for_archive(sync, again.new - plan.rekeyed, again.synced)
             stream = resolve(self._iter_ops(scope, kizen, options))
             ops = budget.admit_async(_in_thread(stream))
         return await executor.apply(ops, total=plan.total)

@@ -101,11 +101,19 @@ class ArchiveCounts:
     """What the mass-archive guard needs, from a key-only anti-join (no fingerprint).
 
     ``deleted`` and ``synced`` are exactly :attr:`DiffCounts.deleted` and
-    :attr:`DiffCounts.synced` of the same scope.
+    :attr:`DiffCounts.synced` of the same scope. The runner may leave out the deletions it
+    skips (archives parked after failing for good) and note in ``known`` those it sends
+    again on request: neither is news for the mass-archive guard.
     """
 
     deleted: int
     synced: int
+    known: int = 0  # of ``deleted``: archives that failed for good before, sent again
+
+    @property
+    def new(self) -> int:
+        """Deletions the mass-archive guard judges: those that are news."""
+        return self.deleted - self.known
 
 
 @dataclass

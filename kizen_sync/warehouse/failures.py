@@ -25,7 +25,7 @@ from sqlalchemy import Connection, and_, case, delete, func, select
 
 from kizen_sync import errors
 from kizen_sync.failure_groups import FailureGroup, failure_reason, group_failures
-from kizen_sync.models import Outcome, RecordResult
+from kizen_sync.models import ARCHIVE_FINGERPRINT, Operation, Outcome, RecordResult
 from kizen_sync.warehouse.audit import utc
 from kizen_sync.warehouse.engine import Warehouse
 from kizen_sync.warehouse.tables import StateTables
@@ -78,6 +78,9 @@ def parking_changes(
 ) -> tuple[dict[str, tuple[str, str]], set[str]]:
     """What a batch of results does to the ``parked`` table.
 
+    A failed archive is parked under :data:`~kizen_sync.models.ARCHIVE_FINGERPRINT`: the
+    row it would have fingerprinted is gone, and sending the same DELETE again cannot help.
+
     Returns:
         ``(park, unpark)``: source key -> (fingerprint, error class) of the records to park,
         and the keys whose parked row (if any) must go: they succeeded, or failed in a way
@@ -91,6 +94,8 @@ def parking_changes(
         unpark.discard(key)
         error_class = final_error_class(result) if result.outcome is Outcome.FAILED else None
         fingerprint = result.op.fingerprint
+        if result.op.op is Operation.ARCHIVE:  # the row is gone: park the deletion itself
+            fingerprint = ARCHIVE_FINGERPRINT
         if error_class is not None and fingerprint is not None and is_parkable(error_class):
             park[key] = (fingerprint, error_class)
         else:
@@ -247,6 +252,15 @@ class Failures:
                 stmt = base.where(parked.c.source_key.in_(batch))
                 out.update((k, f) for k, f in conn.execute(stmt).all())
         return out
+
+    def archive_keys(self, sync: Any) -> frozenset[str]:
+        """Source keys of ``sync`` whose archive failed for good and is parked."""
+        parked = self.tables.parked
+        stmt = select(parked.c.source_key).where(
+            parked.c.sync_name == _name(sync), parked.c.fingerprint == ARCHIVE_FINGERPRINT
+        )
+        with self.warehouse.connect() as conn:
+            return frozenset(str(k) for (k,) in conn.execute(stmt))
 
     def summary(self, sync: Any) -> ParkedSummary:
         """How many records of ``sync`` are parked and the oldest ``parked_at``."""

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 from typing import Any
 
+import httpx
 import pytest
 
+from kizen_sync.engine import SyncRunner
 from kizen_sync.errors import GuardError
 from kizen_sync.models import RunOptions
-from tests.integration.conftest import Env, people, person
+from tests.integration.conftest import Env, people, person, project
 
 BAD = {3, 13, 23}  # 10 % of 30 rows: an option Kizen does not have
 
@@ -130,3 +132,79 @@ def test_reject_guard_and_threshold_count_only_new_failures_and_retry_is_never_s
     with pytest.raises(GuardError, match="10 of 17 planned records"):
         runner.run("contacts", RunOptions())
     assert env.writes() == 0
+
+
+class RefuseArchives(httpx.AsyncBaseTransport):
+    """Kizen refusing the DELETE of some records for good (409); every other request goes
+    to the emulator over HTTP. ``refused`` counts the refusals (shared by the runners)."""
+
+    def __init__(self, ids: set[str], refused: list[str]) -> None:
+        self.ids, self.refused = ids, refused
+        self.inner = httpx.AsyncHTTPTransport()
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        record = request.url.path.rstrip("/").rsplit("/", 1)[-1]
+        if request.method == "DELETE" and record in self.ids:
+            self.refused.append(record)
+            return httpx.Response(409, json={"detail": "Record is locked.", "code": "conflict"})
+        return await self.inner.handle_async_request(request)
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+
+def test_a_failed_archive_is_parked_and_left_out_of_the_guard(env: Env) -> None:
+    rows = [person(i) for i in range(1, 31)]
+    people(env.db, rows)
+    assert env.runner().run("contacts").counts.created == 30
+    state = env.runner().store.load_state("contacts", ["1", "2"])
+    locked = {str(state["1"].kizen_id), str(state["2"].kizen_id)}
+    refused: list[str] = []
+
+    def runner(max_archive_fraction: float = 0.1) -> SyncRunner:
+        config = project(
+            env.db, delete={"archive": True, "max_archive_fraction": max_archive_fraction}
+        )
+        return SyncRunner(
+            config,
+            client_settings=env.settings(),
+            warehouse=env.db.warehouse,
+            transport=RefuseArchives(locked, refused),
+        )
+
+    # Rows 1 and 2 leave the source; Kizen refuses both archives (409): new failures.
+    people(env.db, rows[2:])
+    first = runner().run("contacts")
+    assert (first.status, first.counts.archived, first.counts.failed) == ("failed", 0, 2)
+    assert sorted(refused) == sorted(locked)
+
+    # Nothing changed since: the refused archives are parked, not sent again, not news.
+    env.emu.request_log.reset()
+    second = runner().run("contacts")
+    assert (second.status, second.counts.failed, second.parked) == ("success", 0, 2)
+    assert (second.planned, env.emu.request_log.total(), len(refused)) == (0, 0, 2)
+    listing = env.runner().store.failures.listing("contacts")
+    assert (listing.total, listing.parked) == (2, 2)
+    assert {r["kizen_id"] for r in listing.rows} == locked
+    [group] = listing.groups
+    assert group.reason == (
+        "ConflictError: 409 Record is locked. (DELETE /api/records/client_client/<id>)"
+    )
+
+    # One more row leaves: 1 of 30 is within a 5 % guard, though 3 of 30 would not be.
+    people(env.db, rows[3:])
+    third = runner(max_archive_fraction=0.05).run("contacts")
+    assert (third.status, third.counts.archived, third.parked) == ("success", 1, 2)
+    assert env.writes() == 1
+
+    # A retry sends the parked archives again; refused again, they are known, not news.
+    retried = runner().retry("contacts")
+    assert (retried.status, retried.counts.failed, retried.known_failed) == ("success", 2, 2)
+    assert len(refused) == 4
+
+    # Kizen lets them go: the next retry archives both, and nothing is left open.
+    locked.clear()
+    done = runner().retry("contacts")
+    assert (done.status, done.counts.archived) == ("success", 2)
+    assert env.runner().store.failures.listing("contacts").total == 0
+    assert not {"p1@example.com", "p2@example.com", "p3@example.com"} & set(env.contacts())
