@@ -80,6 +80,40 @@ class LazyGroup(click.Group):
         command: click.Command = getattr(module, attr)
         return command
 
+    def main(
+        self,
+        args: Sequence[str] | None = None,
+        prog_name: str | None = None,
+        complete_var: str | None = None,
+        standalone_mode: bool = True,
+        **extra: Any,
+    ) -> Any:
+        """Click's ``main``, but a command-line mistake (an unknown option, a bad value, a
+        missing ``--config``) met with ``--json`` also prints the one JSON document a
+        scheduler reads (README, "JSON output"), next to click's usage text on stderr.
+        """
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, False, **extra)
+        argv = list(sys.argv[1:] if args is None else args)
+        try:
+            status = super().main(argv, prog_name, complete_var, False, **extra)
+        except click.ClickException as exc:
+            exc.show()
+            if "--json" in argv:
+                from kizen_sync.output import dumps, usage_document
+
+                ctx = getattr(exc, "ctx", None)
+                command = ctx.info_name if ctx is not None and ctx.parent is not None else None
+                doc = usage_document(
+                    command, type(exc).__name__, exc.format_message(), exc.exit_code
+                )
+                click.echo(dumps(doc))
+            sys.exit(exc.exit_code)
+        except click.Abort:
+            click.echo("Aborted!", err=True)
+            sys.exit(1)
+        sys.exit(status if isinstance(status, int) else 0)
+
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         rows = [
             (name, LAZY_COMMANDS[name][1])

@@ -43,6 +43,7 @@ __all__ = [
     "exit_status",
     "failures_entry",
     "report_entry",
+    "usage_document",
 ]
 
 #: Version of the JSON documents' shape; bumped only when a field changes meaning.
@@ -173,6 +174,22 @@ def document(
         **fields,
         "errors": [error_entry(e) for e in errors],
     }
+
+
+def usage_document(
+    command: str | None, error_class: str, message: str, status: int
+) -> dict[str, Any]:
+    """The document of a command line click refused before any command ran (exit 2);
+    ``command`` is None when not even the subcommand was understood.
+    """
+    error: dict[str, Any] = {
+        "sync": None,
+        "error_class": error_class,
+        "message": message,
+        "exit_status": int(status),
+        "problems": [],
+    }
+    return {**document("", status), "command": command, "errors": [error]}
 
 
 def reports_document(

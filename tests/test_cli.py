@@ -359,6 +359,27 @@ def test_errors_are_in_the_json_document_with_their_exit_status(project, tmp_pat
     assert "warehouse.url" in keys
 
 
+@pytest.mark.parametrize(
+    ("args", "command", "error_class"),
+    [
+        (["failures", "--older-than", "soon"], "failures", "BadParameter"),
+        (["run", "--max-records", "0"], "run", "BadParameter"),
+        (["plan", "--no-such-option"], "plan", "NoSuchOption"),
+        (["no-such-command"], None, "NoSuchCommand"),
+    ],
+)
+def test_a_refused_command_line_still_prints_one_json_document(
+    project, args: list[str], command: str | None, error_class: str
+) -> None:
+    result = invoke(*args, "--config", project["path"], "--json")
+    assert result.exit_code == ExitStatus.INVALID
+    document = doc(result)
+    assert (document["command"], document["exit_status"]) == (command, 2)
+    [error] = document["errors"]
+    assert (error["error_class"], error["exit_status"]) == (error_class, 2)
+    assert "Usage:" in result.stderr  # click's own text stays on stderr
+
+
 def test_guard_stop_exits_2(project) -> None:
     assert invoke("run", "--config", project["path"]).exit_code == 0
     _people(project["url"], [(1, "First1", "Opted In")])
