@@ -451,6 +451,11 @@ def test_version_verbose_anywhere_and_config_from_the_environment(
     before = CliRunner().invoke(cli, ["-v", "run"], env=env)
     assert before.exit_code == 0
     assert "sync people success" in before.stderr
+    # -v shows the steps too: the lease, then what the diff found and what the plan sends.
+    assert "holds the sync's lease" in before.stderr
+    planned = CliRunner().invoke(cli, ["plan", "-v"], env=env)
+    assert planned.exit_code == 0
+    assert "sync people: diff found 0 new, 0 changed, 0 deleted of" in planned.stderr
     missing = CliRunner().invoke(cli, ["plan"], env={"KIZEN_SYNC_CONFIG": ""})
     assert missing.exit_code == ExitStatus.INVALID
     assert "KIZEN_SYNC_CONFIG" in missing.output

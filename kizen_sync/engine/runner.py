@@ -340,6 +340,7 @@ class SyncRunner:
             plan = await asyncio.to_thread(self._plan, scope, kizen, options, True)
             by_op, sample = await asyncio.to_thread(self._resolved, scope, kizen, options, plan)
             requests = client.stats.requests
+        self._log_plan(scope.sync, archive, plan, requests)
         unchanged = self._unchanged(scope, options, archive, plan)
         guard = self._guard_report(scope.sync, archive, plan)
         report = RunReport(
@@ -417,6 +418,7 @@ class SyncRunner:
         partition_key = options.partition.key if options.partition else None
         scope = self._scope(sync_name, options)
         sync = scope.sync
+        self.log.debug("sync %s: run %s holds the sync's lease", sync.name, run_id)
         archive = self._archive_counts(scope, options)
         resolver = self._attach_resolver(scope, options, archive)
         if not resolver.leaving:  # else re-keys may explain the deletions: judged after the plan
@@ -429,6 +431,7 @@ class SyncRunner:
         async with self._client() as client:
             kizen = self._kizen(client, scope)
             plan = await asyncio.to_thread(self._plan, scope, kizen, options, True, watch)
+            self._log_plan(sync, archive, plan, client.stats.requests)
             raise_for_archive(sync, archive.new - plan.rekeyed, archive.synced)
             raise_for_rejects(sync, plan.new_rejects, plan.planned, plan.rejects)
             if kizen.schema is not None and await kizen.refs.create_pending(client, kizen.schema):
@@ -735,6 +738,26 @@ class SyncRunner:
                 sync.name,
                 resolved,
             )
+
+    def _log_plan(self, sync: SyncConfig, archive: ArchiveCounts, plan: _Plan, reads: int) -> None:
+        """One DEBUG line per plan (``-v``): what the diff found and what will be sent."""
+        if not self.log.isEnabledFor(logging.DEBUG):
+            return
+        tally = plan.tally
+        self.log.debug(
+            "sync %s: diff found %d new, %d changed, %d deleted of %d synced (%d known); "
+            "%d parked rows skipped; plan: %s (%d new rejects); %d requests to plan",
+            sync.name,
+            tally.new,
+            tally.changed + tally.restored,
+            archive.deleted,
+            archive.synced,
+            archive.known,
+            tally.parked,
+            ", ".join(f"{op.value} {n}" for op, n in plan.by_op.items()),
+            plan.new_rejects,
+            reads,
+        )
 
     def _note_parked(self, report: RunReport, plan: _Plan) -> None:
         """How many parked rows this pass skipped, and since when the oldest is parked."""
