@@ -417,6 +417,7 @@ def test_validate_reports_every_problem_at_once(project, tmp_path: Path) -> None
     sync = config["syncs"][0]
     sync["fields"][1] = {"column": "no_such_column", "field": "first_name"}
     sync["fields"][2] = {"column": "status", "field": "no_such_field"}
+    sync["fields"].append({"column": "another_missing_column", "field": "email_status"})
     path = tmp_path / "broken.yaml"
     path.write_text(yaml.safe_dump(config))
     result = invoke("validate", "--config", str(path), "--json")
@@ -426,8 +427,11 @@ def test_validate_reports_every_problem_at_once(project, tmp_path: Path) -> None
     messages = " | ".join(f"{p['key']}: {p['message']}" for p in document["problems"])
     assert "no_such_column" in messages
     assert "no_such_field" in messages
+    by_key = {p["key"]: p["message"] for p in document["problems"]}
+    assert by_key["syncs[0].fields[1].column"].startswith("unknown column 'no_such_column' (")
+    assert by_key["syncs[0].fields[3].column"].startswith("unknown column 'another_missing_")
     human = invoke("validate", "--config", str(path))
-    assert "2 problem(s)" in human.stdout
+    assert "3 problem(s)" in human.stdout
     ok = invoke("validate", "--config", project["path"])
     assert ok.exit_code == 0
     assert "valid (file, warehouse and Kizen schema checked)" in ok.stdout

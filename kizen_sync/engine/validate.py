@@ -36,6 +36,10 @@ def _warehouse_problems(config: ProjectConfig, warehouse: Warehouse) -> list[Con
         try:
             Source(warehouse, sync)
         except KizenSyncError as exc:
+            each = exc.context.get("column_problems")
+            if each:  # every unknown column is a problem of its own, under its own key
+                problems.extend(ConfigProblem(f"syncs[{index}].{k}", m) for k, m in each)
+                continue
             key = str(exc.context.get("key") or "source")
             problems.append(ConfigProblem(f"syncs[{index}].{key}", exc.message))
     return problems

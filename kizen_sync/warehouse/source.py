@@ -168,6 +168,11 @@ class Source:
                 key=unknown[0][0],
                 name=unknown[0][1],
                 unknown=[n for _, n in unknown],
+                # one (key, message) per unknown column, for ``validate``'s list of problems
+                column_problems=[
+                    (k, f"unknown column {n!r} (columns of {self.label}: {listed})")
+                    for k, n in unknown
+                ],
             )
 
     # --- expressions -------------------------------------------------------------------------
