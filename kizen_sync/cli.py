@@ -407,6 +407,11 @@ def _notes(reports: Sequence[RunReport], config: Path) -> list[str]:
     for r in reports:
         if r.message:
             lines.append(f"{r.sync}: {r.message}")
+        if r.known_failed:  # a retry or --include-parked sent parked rows that failed again
+            lines.append(
+                f"{r.sync}: {r.known_failed} of the failed records failed as before, with the "
+                "same values: they stay parked and do not fail the run."
+            )
         note = parked_note(r.sync, r.parked, r.parked_since, config)
         if note:
             lines.append(f"{r.sync}: {note}")

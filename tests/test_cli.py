@@ -267,6 +267,15 @@ def test_failures_filter_by_reason_and_age_and_keep_totals_true(project) -> None
     assert quoted["totals"]["open"] == 3
 
 
+def test_a_retry_says_which_failures_are_known_and_stays_green(project) -> None:
+    ten_percent_bad(project["url"])
+    invoke("run", "--config", project["path"])
+    retried = invoke("retry", "--config", project["path"])
+    assert retried.exit_code == 0, retried.output
+    text = " ".join(retried.stdout.split())
+    assert "people: 3 of the failed records failed as before" in text
+
+
 def test_failures_json_lists_every_failure_and_the_tables_the_newest(
     project, monkeypatch: pytest.MonkeyPatch
 ) -> None:
