@@ -31,18 +31,32 @@ class KnownFailures:
         parked: source key -> the fingerprint its parked failure was recorded with (loaded
             only for runs that send parked records again).
         asked: the keys a retry was asked to re-send (every open failure of the sync).
+        classes: source key -> the error class of its parked failure (every parked record).
     """
 
     parked: Mapping[str, str] = field(default_factory=dict)
     asked: Collection[str] = frozenset()
+    classes: Mapping[str, str] = field(default_factory=dict)
 
     def known_reject(self, op: PlannedOp) -> bool:
-        """A row the planner rejects that is not news: a retry was asked to re-send it, or
-        it is parked with the very fingerprint it has now.
+        """A row the planner rejects that is not news for the reject-rate guard: a retry was
+        asked to re-send it, it is parked with the very fingerprint it has now, or it is
+        parked and fails again with the same error class.
+
+        The last case is a mapping edit: it moves every fingerprint (the mapping is part of
+        it), so every parked row is planned again. Rows that were failing before and still
+        fail the same way are no sign of a broken mapping, and must not stop the run before
+        any write (which would leave them planned again, and the run stopped, every time);
+        their failures still count against ``failure_threshold`` (:meth:`known_failure`)
+        unless their fingerprint is the parked one.
         """
         if op.op is not Operation.FAIL:
             return False
-        return op.source_key in self.asked or self._unchanged(op)
+        if op.source_key in self.asked or self._unchanged(op):
+            return True
+        error = op.error
+        error_class = getattr(error, "error_class", type(error).__name__)
+        return error is not None and self.classes.get(op.source_key) == error_class
 
     def known_archive(self, op: PlannedOp) -> bool:
         """An archive that is not news: it failed for good before (parked), or a retry was

@@ -511,6 +511,7 @@ class SyncRunner:
         known = KnownFailures(
             parked=self.store.failures.fingerprints(sync.name, only_keys) if resend else {},
             asked=frozenset(only_keys or ()),
+            classes=self.store.failures.error_classes(sync.name),
         )
         return _Scope(
             sync=sync,

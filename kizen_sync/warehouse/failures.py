@@ -253,6 +253,15 @@ class Failures:
                 out.update((k, f) for k, f in conn.execute(stmt).all())
         return out
 
+    def error_classes(self, sync: Any) -> dict[str, str]:
+        """Source key -> the error class of each parked record of ``sync``."""
+        parked = self.tables.parked
+        stmt = select(parked.c.source_key, parked.c.error_class).where(
+            parked.c.sync_name == _name(sync)
+        )
+        with self.warehouse.connect() as conn:
+            return {str(k): str(c) for k, c in conn.execute(stmt) if c}
+
     def archive_keys(self, sync: Any) -> frozenset[str]:
         """Source keys of ``sync`` whose archive failed for good and is parked."""
         parked = self.tables.parked

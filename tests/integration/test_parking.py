@@ -95,6 +95,28 @@ def test_editing_the_mapping_sends_parked_rows_again(env: Env) -> None:
     assert env.writes() == 0
 
 
+def test_a_mapping_edit_is_not_stopped_by_the_rows_that_were_already_failing(env: Env) -> None:
+    # 8 of 20 rows bad and parked. Editing the mapping plans them again (the mapping is part
+    # of the fingerprint); failing the same way, they are no sign of a broken mapping: the
+    # guard lets the run through, once, and the next run is quiet.
+    bad = {f"r{i}": {"status": "Bogus"} for i in range(1, 9)}
+    people(env.db, [person(i, **bad.get(f"r{i}", {})) for i in range(1, 21)])
+    env.runner(max_reject_rate=1.0, failure_threshold=1.0).run("contacts")
+    fields = env.runner().config.syncs[0].model_dump(mode="json")["fields"]
+    fields[2]["format"] = "auto"
+    edited = env.runner(fields=fields)
+    assert edited.check_guards("contacts").passed
+    report = edited.run("contacts")
+    assert (report.status, report.counts.failed, report.counts.noop) == ("failed", 8, 12)
+    env.emu.request_log.reset()
+    quiet = edited.run("contacts")
+    assert (quiet.status, quiet.parked, env.emu.request_log.total()) == ("success", 8, 0)
+    # A mapping edit that breaks the 12 rows that were fine is still stopped before any write.
+    fields[3]["match"] = "id"  # the status column holds labels, not option ids
+    with pytest.raises(GuardError, match="cannot be mapped"):
+        env.runner(fields=fields).run("contacts")
+
+
 def test_reject_guard_and_threshold_count_only_new_failures_and_retry_is_never_stopped(
     env: Env,
 ) -> None:
