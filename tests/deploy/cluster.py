@@ -39,6 +39,9 @@ from tests.support.postgres import owned_database, url_of
 
 ROOT = Path(__file__).parents[2]
 BIN = Path(sys.executable).parent
+#: The host part of every worker's node name: a worker's pidbox queue (``w1@host.celery.pidbox``)
+#: is exclusive on the broker, so two test sessions sharing one RabbitMQ must not share names.
+WORKER_HOST = f"kizen-{os.getpid()}"
 BROKER = "pyamqp://guest:guest@127.0.0.1:5672//"
 BACKEND = "redis://127.0.0.1:6379/0"
 #: Generous bounds for things that take seconds on a quiet machine; never asserted as speed.
@@ -178,7 +181,7 @@ class Cluster:
     def start_worker(self, name: str, business: Business) -> Process:
         env = self.business_env(business) | {"PYTHONPATH": str(ROOT / "deploy")}
         argv = [str(BIN / "celery"), "-A", "dagster_celery.app", "worker", "-Q", business.queue]
-        argv += ["-c", "1", "-n", f"{name}@kizen", "-l", "info", "--without-mingle"]
+        argv += ["-c", "1", "-n", f"{name}@{WORKER_HOST}", "-l", "info", "--without-mingle"]
         argv += ["--without-gossip"]
         process = self.start(name, argv, env)
         wait_for(f"worker {name} ready", lambda: " ready." in process.tail(20000) or None)

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 
 import dagster as dg
 import pytest
-from cluster import Business, Cluster, celery_cluster, listening
+from cluster import WORKER_HOST, Business, Cluster, celery_cluster, listening
 
 pytestmark = [pytest.mark.postgres, pytest.mark.celery, pytest.mark.timeout(1500)]
 
@@ -54,7 +54,7 @@ def assert_kizen_equals_source(business: Business) -> None:
 def assert_ran_on_workers(cluster: Cluster, run_id: str, steps: set[str]) -> None:
     workers = cluster.celery_workers(run_id)
     assert steps <= set(workers), (workers, cluster.describe())
-    assert all(w.endswith("@kizen") for w in workers.values())
+    assert all(w.endswith(f"@{WORKER_HOST}") for w in workers.values())
 
 
 def test_a_sync_and_a_two_partition_backfill_run_on_the_workers(cluster: Cluster) -> None:
