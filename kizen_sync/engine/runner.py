@@ -120,8 +120,14 @@ class _Plan:
 
     @property
     def planned(self) -> int:
-        """Ops that write (or wanted to write): everything but NOOP state refreshes."""
-        return sum(n for op, n in self.by_op.items() if op is not Operation.NOOP)
+        """Ops that write (or wanted to write): everything but NOOP state refreshes, and
+        but the archives of re-keyed rows, which the resolve stage drops (their record lives
+        on under the new key). Counted, they inflated the base of ``failure_threshold`` and
+        of the reject-rate guard (a re-keyed table of 100 rows made 10 failures of 10
+        writes read as 10 of 110).
+        """
+        writes = sum(n for op, n in self.by_op.items() if op is not Operation.NOOP)
+        return writes - self.rekeyed
 
     @property
     def total(self) -> int:
