@@ -106,18 +106,29 @@ class GuardReport:
         return " ".join(m for m in (self.archive_failure, self.reject_failure) if m)
 
 
-def archive_message(sync: SyncConfig, would_archive: int, synced: int) -> str:
-    """Why the mass-archive guard stops this run, or "" when it passes."""
+def archive_message(
+    sync: SyncConfig, would_archive: int, synced: int, *, reread: bool = False
+) -> str:
+    """Why the mass-archive guard stops this run, or "" when it passes.
+
+    ``reread``: the guard judged the source's second read (a plan too large to keep is read
+    again for the apply), so the rows went missing while this run was going on.
+    """
     fraction = _fraction(would_archive, synced)
     if not sync.delete.archive or fraction <= sync.delete.max_archive_fraction:
         return ""
+    cause = (
+        "The source lost these rows after the plan was checked, while the run read it again "
+        "for the apply (a reload in progress?): let the load finish, then run again."
+        if reread
+        else "A partly loaded source table is the usual cause: check it first."
+    )
     return (
         f"sync {sync.name} would archive {would_archive} of {synced} synced records "
         f"({fraction:.0%}), more than the {sync.delete.max_archive_fraction:.0%} allowed by "
-        "delete.max_archive_fraction; nothing was sent. A partly loaded source table is the "
-        "usual cause: check it first. If the deletions are intended, raise "
-        "delete.max_archive_fraction for this sync (or set delete.archive: false to leave "
-        "the records in Kizen) and run again."
+        f"delete.max_archive_fraction; nothing was sent. {cause} If the deletions are "
+        "intended, raise delete.max_archive_fraction for this sync (or set delete.archive: "
+        "false to leave the records in Kizen) and run again."
     )
 
 
@@ -163,14 +174,14 @@ def guard_report(
     )
 
 
-def raise_for_archive(sync: SyncConfig, deleted: int, synced: int) -> None:
-    """Stop the run when the mass-archive guard fails.
+def raise_for_archive(sync: SyncConfig, deleted: int, synced: int, *, reread: bool = False) -> None:
+    """Stop the run when the mass-archive guard fails (``reread``: see :func:`archive_message`).
 
     Raises:
         GuardError: with the guard's message and figures.
     """
     would_archive = deleted if sync.delete.archive else 0
-    message = archive_message(sync, would_archive, synced)
+    message = archive_message(sync, would_archive, synced, reread=reread)
     if message:
         raise GuardError(message, sync=sync.name, would_archive=would_archive, synced=synced)
 

@@ -901,7 +901,7 @@ class SyncRunner:
         else:
             # The source is read again: a reload since the plan must not reach Kizen.
             again = self._archive_counts(scope, options)
-            raise_for_archive(sync, again.new - plan.rekeyed, again.synced)
+            raise_for_archive(sync, again.new - plan.rekeyed, again.synced, reread=True)
             stream = resolve(self._iter_ops(scope, kizen, options))
             ops = budget.admit_async(_in_thread(stream))
         return await executor.apply(ops, total=plan.total)

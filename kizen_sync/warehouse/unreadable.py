@@ -121,9 +121,13 @@ class Unreadable:
                 fingerprint=None,
                 problem=(
                     f"row '{key}': column {column!r} holds bytes that are not valid UTF-8 "
-                    "(the warehouse stores text as it was given); nothing was sent for this row "
-                    "and its Kizen record keeps its values. Fix the value in the source; the "
-                    "next run sends the row."
+                    "(the warehouse stores text as it was given); nothing was sent for this row"
+                    + (
+                        " and no Kizen record was created for it"
+                        if state is None
+                        else " and its Kizen record keeps its values"
+                    )
+                    + ". Fix the value in the source; the next run sends the row."
                 ),
                 problem_column=column,
             )

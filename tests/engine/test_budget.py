@@ -104,8 +104,9 @@ def test_a_source_emptied_after_the_plan_is_stopped_before_the_apply_sends_anyth
     monkeypatch.setattr(runner_module, "PLAN_IN_MEMORY", 10)
     writes = world.writes()
     _meanwhile(world, "DELETE FROM {s}people", before=RUN_ROW)
-    with world.runner() as runner, pytest.raises(GuardError, match="would archive 120 of 120"):
+    with world.runner() as runner, pytest.raises(GuardError, match="would archive 120 of 120") as e:
         runner.run("people")
+    assert "after the plan was checked" in e.value.message  # says the source changed mid-run
     assert world.writes() == writes  # not one request
     assert _archived(world) == []
 

@@ -49,6 +49,7 @@ def test_a_row_with_invalid_utf8_fails_alone_and_names_its_column(world: Contact
     assert failure["error_class"] == "RowStateError"
     assert "'first_name'" in failure["error_message"]
     assert "UTF-8" in failure["error_message"]
+    assert "no Kizen record was created for it" in failure["error_message"]
     # Fixed in the source: the next run sends it.
     world.db.run("UPDATE people SET first_name = 'Bob' WHERE id = 2")
     with world.runner() as runner:
@@ -68,6 +69,7 @@ def test_a_synced_row_that_gets_bad_bytes_keeps_its_record(world: Contacts) -> N
     assert (report.counts.updated, report.counts.archived, report.counts.failed) == (1, 0, 1)
     assert world.live() == {"ann@example.com": "Annie", "bob@example.com": "Bob"}
     assert sorted(_failures(world)) == ["2"]
+    assert "its Kizen record keeps its values" in _failures(world)["2"]["error_message"]
 
 
 def test_bad_bytes_in_a_primary_key_name_the_key_column(world: Contacts) -> None:
