@@ -33,6 +33,7 @@ import os
 import uuid
 from collections.abc import AsyncIterator, Callable, Collection, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from functools import partial
@@ -58,6 +59,7 @@ from kizen_sync.engine.planner import plan_row
 from kizen_sync.engine.references import References
 from kizen_sync.engine.resolve import Resolver
 from kizen_sync.engine.verify import VerifyPolicy
+from kizen_sync.errors import GuardError
 from kizen_sync.mapping.labels import value_labels
 from kizen_sync.models import (
     ChangedRow,
@@ -428,7 +430,8 @@ class SyncRunner:
         archive = self._archive_counts(scope, options)
         resolver = self._attach_resolver(scope, options, archive)
         if not resolver.leaving:  # else re-keys may explain the deletions: judged after the plan
-            raise_for_archive(sync, archive.new, archive.synced)
+            with self._recorded_stop(run_id, sync, partition_key, started):
+                raise_for_archive(sync, archive.new, archive.synced)
         # Open failures this run may find resolved (see _resolve_failures); a partition or a
         # capped run sees only part of the source and cannot tell.
         watch: Collection[str] = ()
@@ -438,8 +441,9 @@ class SyncRunner:
             kizen = self._kizen(client, scope)
             plan = await asyncio.to_thread(self._plan, scope, kizen, options, True, watch)
             self._log_plan(sync, archive, plan, client.stats.requests)
-            raise_for_archive(sync, archive.new - plan.rekeyed, archive.synced)
-            raise_for_rejects(sync, plan.new_rejects, plan.planned, plan.rejects)
+            with self._recorded_stop(run_id, sync, partition_key, started, client, plan.planned):
+                raise_for_archive(sync, archive.new - plan.rekeyed, archive.synced)
+                raise_for_rejects(sync, plan.new_rejects, plan.planned, plan.rejects)
             if kizen.schema is not None and await kizen.refs.create_pending(client, kizen.schema):
                 plan.ops = None  # planned with placeholder tag ids: plan again with the real ones
             unchanged = self._unchanged(scope, options, archive, plan)
@@ -795,6 +799,39 @@ class SyncRunner:
             way_out=partial(way_out, self.store.tables, sync),
         )
         return scope.resolver
+
+    @contextmanager
+    def _recorded_stop(
+        self,
+        run_id: str,
+        sync: SyncConfig,
+        partition_key: str | None,
+        started: datetime,
+        client: KizenClient | None = None,
+        planned: int = 0,
+    ) -> Iterator[None]:
+        """A guard that stops the run before its first write still leaves the run's row
+        (``failed``, "stopped: ..."), so that a scheduled run a guard stopped shows in
+        ``run_summary`` beside the others, as one stopped during the apply does.
+        """
+        try:
+            yield
+        except GuardError as exc:
+            self.store.finish_run(
+                RunReport(
+                    run_id=run_id,
+                    sync=sync.name,
+                    partition_key=partition_key,
+                    status="failed",
+                    counts=RunCounts(),
+                    started_at=started,
+                    finished_at=_now(),
+                    planned=planned,
+                    requests=client.stats.requests if client is not None else 0,
+                    message=f"stopped: {exc}",
+                )
+            )
+            raise
 
     @staticmethod
     def _archive_counts(scope: _Scope, options: RunOptions) -> ArchiveCounts:

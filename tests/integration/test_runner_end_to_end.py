@@ -81,6 +81,11 @@ def test_mass_archive_guard_stops_before_any_request(env: Env):
     )
     assert env.writes() == 0
     assert len(env.contacts()) == 10
+    # The stopped run is in the runs table, as monitors and run_summary read it.
+    (stopped, *_) = runner.store.run_summaries("contacts")
+    assert stopped["status"] == "failed"
+    assert stopped["message"].startswith("stopped: sync contacts would archive 8 of 10")
+    assert (stopped["updated"], stopped["archived"], stopped["audit_records"]) == (0, 0, 0)
 
 
 def test_reject_rate_guard_stops_a_mostly_broken_mapping(env: Env):
@@ -93,6 +98,9 @@ def test_reject_rate_guard_stops_a_mostly_broken_mapping(env: Env):
     with pytest.raises(GuardError, match="7 of 9 planned records"):
         runner.run("contacts")
     assert env.writes() == 0
+    (stopped,) = runner.store.run_summaries("contacts")
+    assert (stopped["status"], stopped["planned"]) == ("failed", 9)
+    assert stopped["message"].startswith("stopped: sync contacts: 7 of 9 planned records")
 
 
 def test_records_missing_in_kizen_are_parked_until_retried(env: Env):
