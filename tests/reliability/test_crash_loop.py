@@ -37,13 +37,15 @@ def _assert_crash_invariants(result: CrashLoopResult, crashes: int) -> None:
         assert crash.confirmed_resent == 0, _explain(result)  # confirmed: never re-sent
         assert crash.unconfirmed_not_resent == 0, _explain(result)  # applied: never forgotten
         assert crash.resent <= result.bound, _explain(result)
-    assert sum(result.resent) < result.mix.total  # never the whole run again
+    # No bound on the sum: each kill re-sends its own in-flight window, and where the kills
+    # land depends on how fast the machine is (a record may be in two kills' windows).
     assert result.ok
 
 
 def test_three_kills_during_300_mixed_changes(tmp_path: Path) -> None:
-    # Seed 145 kills after 171 writes, after 67 writes, then 0.61 s after start (inside the
-    # CLI's imports, which take seconds): every kill lands in a running sync on any machine.
+    # Seed 145 kills after 171 writes, after 67 writes, then 0.61 s after start (in start-up
+    # or, on a fast machine with compiled byte-code, already in the apply): the first two
+    # land mid-apply on any machine.
     result = crash_loop(tmp_path, seed=145, base_rows=200, changes=300, crashes=3)
     assert result.mix.total == 300
     assert min(result.mix.creates, result.mix.updates, result.mix.tag_changes) > 0
